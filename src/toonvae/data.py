@@ -1,0 +1,55 @@
+"""Prepared splits, memory-mapped, and a batch iterator over them.
+
+The arrays are small uint8 images, so the fastest loader is no DataLoader at all:
+gather a sorted index batch from the memory map (sequential-ish reads), convert
+once to float. No worker processes, no per-image Python objects.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toonvae.errors import ToonvaeError
+
+
+class PreparedData:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        manifest = self.root / "manifest.json"
+        if not manifest.is_file():
+            raise ToonvaeError(f"{self.root}: no prepared data (manifest.json missing); "
+                               "run the preprocess stage first")
+        self.manifest = json.loads(manifest.read_text())
+
+    def split(self, name: str) -> np.ndarray:
+        path = self.root / f"{name}.npy"
+        try:
+            return np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise ToonvaeError(f"{path}: unreadable ({exc}); rerun the preprocess stage") from None
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["image_size"])
+
+
+def to_float(batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 N x 3 x S x S -> float32 in [0, 1] on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(batch)).to(device).float().div_(255.0)
+
+
+def batches(array: np.ndarray, batch_size: int, *, shuffle: bool = False,
+            rng: np.random.Generator | None = None, drop_last: bool = False):
+    """Yield uint8 numpy batches; shuffled with ``rng`` when asked (one permutation per call)."""
+    n = len(array)
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        if shuffle:
+            idx = np.sort(idx)  # sorted reads are faster on a memory map; order within a batch is irrelevant
+        yield array[idx]

@@ -1,0 +1,114 @@
+"""Every picture the README shows, written deterministically (no timestamps in PNGs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless, and the same pixels everywhere
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.patches import FancyBboxPatch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from toonvae.data import to_float  # noqa: E402
+from toonvae.model import VAE, describe  # noqa: E402
+
+PNG_META = {"Software": None}  # matplotlib otherwise stamps its version into the file
+
+
+def save_grid(images: torch.Tensor, path: Path, columns: int, min_side: int = 96) -> None:
+    """Save float images in [0, 1] as one grid; small images are upscaled (nearest) to be seen."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=columns, padding=2,
+                     pad_value=1.0)
+    array = (grid.mul(255).round().byte().permute(1, 2, 0).numpy())
+    im = Image.fromarray(array)
+    scale = max(1, -(-min_side // images.shape[-1]))
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    tmp = path.with_name(path.name + ".tmp")
+    im.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def pick(n_total: int, n: int, seed: int) -> np.ndarray:
+    """``n`` distinct indices, the same for the same seed."""
+    n = min(n, n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
+
+
+def dataset_samples(array: np.ndarray, path: Path, n: int, columns: int, seed: int) -> None:
+    save_grid(to_float(array[pick(len(array), n, seed)]), path, columns)
+
+
+@torch.inference_mode()
+def reconstructions(model: VAE, array: np.ndarray, path: Path, n: int, columns: int,
+                    seed: int) -> None:
+    """Rows of originals, each above the row of its reconstructions."""
+    x = to_float(array[pick(len(array), n, seed)], model.log_scale.device)
+    recon = model.reconstruct(x)
+    rows = []
+    for start in range(0, len(x), columns):
+        rows += [x[start:start + columns], recon[start:start + columns]]
+    save_grid(torch.cat(rows), path, columns)
+
+
+@torch.inference_mode()
+def noise_samples(model: VAE, path: Path, n: int, columns: int, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    save_grid(model.sample(n, generator=generator), path, columns)
+
+
+COLORS = {"input": "#f5d76e", "encoder": "#b8b8b8", "latent": "#e07bb0",
+          "decoder": "#9fd68b", "output": "#f5d76e"}
+
+
+def architecture(model: VAE, path: Path) -> None:
+    """The network as boxes, one per block, with the tensor shape each one outputs."""
+    rows = describe(model)
+    size = model.cfg.image_size
+    fig, ax = plt.subplots(figsize=(max(10, 0.75 * len(rows)), 4.6), dpi=100)
+    x = 0.0
+    centers = []
+    for part, label, shape in rows:
+        if len(shape) == 3:
+            height = 0.8 + 2.2 * shape[1] / size
+            width = 0.25 + 0.12 * np.log2(shape[0])
+            text = f"{shape[0]}x{shape[1]}x{shape[2]}"
+        else:
+            height, width, text = 0.6 + 0.15 * np.log2(shape[0]), 0.35, str(shape[0])
+        ax.add_patch(FancyBboxPatch((x, -height / 2), width, height,
+                                    boxstyle="round,pad=0.02,rounding_size=0.05",
+                                    fc=COLORS[part], ec="#333333", lw=0.8))
+        ax.text(x + width / 2, height / 2 + 0.12, text, ha="center", va="bottom",
+                fontsize=7, rotation=90)
+        ax.text(x + width / 2, -1.75, label, ha="center", va="top", fontsize=7, rotation=90)
+        centers.append((x, x + width))
+        x += width + 0.35
+    for (_, right), (left, _) in zip(centers, centers[1:]):
+        ax.annotate("", xy=(left, 0), xytext=(right, 0),
+                    arrowprops={"arrowstyle": "->", "lw": 0.7, "color": "#333333"})
+    cfg = model.cfg
+    n_params = sum(p.numel() for p in model.parameters())
+    ax.set_title(f"{cfg.arch} VAE: {size}x{size} RGB -> latent {cfg.latent_dim} -> "
+                 f"{size}x{size} RGB, {n_params:,} parameters, "
+                 f"{cfg.resolved_likelihood} likelihood", fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, fc=c, ec="#333333") for c in
+               (COLORS["encoder"], COLORS["latent"], COLORS["decoder"])]
+    ax.legend(handles, ["encoder q(z|x)", "latent z (mu, log sigma^2)", "decoder p(x|z)"],
+              loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False,
+              ncol=3)
+    ax.set_xlim(-0.3, x)
+    ax.set_ylim(-4.6, 2.6)
+    ax.axis("off")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", metadata=PNG_META, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,233 @@
+"""params.yaml as typed, validated dataclasses.
+
+Everything is checked before any work starts: a wrong type, an out-of-range value
+or an unknown key (a typo such as ``latnt_dim``) raises ``ParamError`` with one line
+naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from toonvae.errors import ToonvaeError
+
+
+class ParamError(ToonvaeError):
+    """A value in params.yaml is missing, mistyped or out of range."""
+
+
+def _rule(check, allowed):
+    return {"check": check, "allowed": allowed}
+
+
+def _range(lo=None, hi=None):
+    def check(v):
+        return (lo is None or v >= lo) and (hi is None or v <= hi)
+    if hi is None:
+        return _rule(check, f">= {lo}")
+    return _rule(check, f"between {lo} and {hi}")
+
+
+def _one_of(*values):
+    return _rule(lambda v: v in values, "one of " + ", ".join(map(str, values)))
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    source: str = field(metadata=_one_of("synthetic"))
+    crop: str = field(metadata=_one_of("center", "box"))
+    # Fractions of the raw image (x0, y0, x1, y1), used when crop is "box".
+    crop_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    # synthetic source options
+    style: str = field(default="anime", metadata=_one_of("anime", "cartoon"))
+    count: int = field(default=1000, metadata=_range(10, 10_000_000))
+    raw_size: int = field(default=256, metadata=_range(32, 2048))
+
+    def _check(self, key):
+        x0, y0, x1, y1 = self.crop_box
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise ParamError(f"{key}.crop_box: {list(self.crop_box)} is not allowed; expected "
+                             "fractions [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1")
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    val_fraction: float = field(default=0.05, metadata=_range(0.0, 0.5))
+    test_fraction: float = field(default=0.05, metadata=_range(0.0, 0.5))
+    min_side: int = field(default=32, metadata=_range(1, 4096))
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    arch: str = field(default="resnet", metadata=_one_of("resnet", "seed"))
+    # Encoder widths, one per stride-2 stage (the decoder mirrors them).
+    channels: tuple[int, int, int, int] = (32, 64, 128, 256)
+    # auto: the arch's own (seed: the notebook's 1000*MSE; resnet: discretized logistic).
+    likelihood: str = field(default="auto", metadata=_one_of("auto", "logistic", "mse"))
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = field(default=10, metadata=_range(1, 100_000))
+    batch_size: int = field(default=64, metadata=_range(1, 65_536))
+    # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.001).
+    lr: typing.Optional[float] = field(default=None, metadata=_range(1e-8, 10.0))
+    beta: float = field(default=1.0, metadata=_range(0.0, 1000.0))
+    device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda", "mps"))
+    # 0: let torch decide (one thread per core).
+    threads: int = field(default=0, metadata=_range(0, 1024))
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = field(default=250, metadata=_range(1, 65_536))
+
+
+@dataclass(frozen=True)
+class FiguresParams:
+    samples: int = field(default=32, metadata=_range(1, 1024))
+    reconstructions: int = field(default=8, metadata=_range(1, 256))
+    noise: int = field(default=32, metadata=_range(1, 1024))
+    columns: int = field(default=8, metadata=_range(1, 64))
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = field(metadata=_range(0, 2**32 - 1))
+    image_size: int = field(metadata=_rule(lambda v: 16 <= v <= 1024 and v % 16 == 0,
+                                           "a multiple of 16 between 16 and 1024 "
+                                           "(the networks halve it four times)"))
+    latent_dim: int = field(metadata=_range(1, 4096))
+    datasets: dict[str, DatasetParams]
+    preprocess: PreprocessParams = PreprocessParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    figures: FiguresParams = FiguresParams()
+
+    def dataset(self, name: str) -> DatasetParams:
+        if name not in self.datasets:
+            raise ParamError(f"params.yaml: no dataset {name!r} under 'datasets'; "
+                             f"defined: {', '.join(sorted(self.datasets)) or 'none'}")
+        return self.datasets[name]
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamError(f"{path}: not found; run from the repository root") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ParamError(f"{path}: not valid YAML{line}; fix the syntax") from None
+    return from_dict(raw)
+
+
+def from_dict(raw) -> Params:
+    return _build(Params, raw, "")
+
+
+def to_dict(params) -> dict:
+    """Plain dict (tuples as lists), e.g. to store a config inside a model file."""
+    return _plain(dataclasses.asdict(params))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def _build(cls, raw, prefix):
+    where = prefix.rstrip(".") or "params.yaml"
+    if not isinstance(raw, dict):
+        raise ParamError(f"{where}: expected a mapping of keys, got {_show(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamError(f"{prefix}{unknown[0]}: unknown key; allowed here: "
+                         f"{', '.join(fields)}")
+    values = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in raw:
+            if f.default is dataclasses.MISSING:
+                raise ParamError(f"{key}: missing; add it to params.yaml")
+            continue
+        values[name] = _convert(hints[name], raw[name], key)
+        rule = f.metadata.get("check")
+        if rule and values[name] is not None and not rule(values[name]):
+            raise ParamError(f"{key}: {_show(raw[name])} is not allowed; "
+                             f"expected {f.metadata['allowed']}")
+    obj = cls(**values)
+    if hasattr(obj, "_check"):
+        obj._check(where)
+    return obj
+
+
+def _convert(hint, value, key):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        return None if value is None else _convert(args[0], value, key)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    if origin is dict:
+        if not isinstance(value, dict) or not value:
+            raise ParamError(f"{key}: expected a non-empty mapping, got {_show(value)}")
+        out = {}
+        for name, item in value.items():
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise ParamError(f"{key}.{name}: bad name; use lowercase letters, "
+                                 "digits, '-' and '_'")
+            out[name] = _convert(args[1], item, f"{key}.{name}")
+        return out
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ParamError(f"{key}: expected a list of {len(args)} numbers, "
+                             f"got {_show(value)}")
+        return tuple(_convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParamError(f"{key}: expected true or false, got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(f"{key}: expected an integer, got {_show(value)}")
+        return value
+    if hint is float:
+        # YAML 1.1 reads 1e-3 as a string: accept any string that is a float.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamError(f"{key}: expected a number, got {_show(value)}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ParamError(f"{key}: expected a finite number, got {_show(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ParamError(f"{key}: expected a string, got {_show(value)}")
+        return value
+    raise TypeError(f"unsupported params type {hint} for {key}")
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

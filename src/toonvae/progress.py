@@ -1,0 +1,81 @@
+"""The one place that prints: progress bars and log lines.
+
+Library code calls ``progress`` and ``log`` and never ``print``, so that tests, the
+CLI and notebooks all get the same output. On a terminal progress is a tqdm bar
+with its rate; elsewhere (CI, ``dvc exp run --queue``, a log file) a bar would be a
+mess of carriage returns, so it prints a plain line every ``every`` seconds instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm.auto import tqdm
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def progress(iterable=None, *, desc: str, unit: str = "it", total: int | None = None,
+             unit_scale: bool = False, every: float = 10.0):
+    """A tqdm bar on a terminal; plain periodic lines elsewhere. Use as a context manager."""
+    if sys.stderr.isatty():
+        return tqdm(iterable, desc=desc, unit=unit, total=total, unit_scale=unit_scale,
+                    file=sys.stderr, dynamic_ncols=True, leave=False)
+    return PlainProgress(iterable, desc=desc, unit=unit, total=total, every=every)
+
+
+class PlainProgress:
+    """tqdm's interface (update, iteration, with-block) printing whole lines."""
+
+    def __init__(self, iterable=None, *, desc, unit, total, every):
+        self.iterable, self.desc, self.unit, self.every = iterable, desc, unit, every
+        self.total = total if total is not None else _len(iterable)
+        self.n = 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self._line(now)
+
+    def _line(self, now) -> None:
+        rate = self.n / max(now - self.start, 1e-9)
+        of = f"/{self.total}" if self.total is not None else ""
+        log(f"{self.desc}: {self.n}{of} {self.unit} ({rate:.1f} {self.unit}/s)")
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        if self.n and time.perf_counter() - self.start >= self.every:
+            self._line(time.perf_counter())  # a final line only where a run was long enough
+
+
+def _len(iterable):
+    try:
+        return len(iterable)
+    except TypeError:
+        return None
+
+
+class Timer:
+    """Wall time of a stage, for its one-line summary."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __str__(self):
+        return f"{time.perf_counter() - self.start:.1f}s"

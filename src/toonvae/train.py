@@ -1,0 +1,127 @@
+"""The training loop: deterministic, logged with dvclive, one model file at the end."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toonvae import losses
+from toonvae.data import PreparedData, batches, to_float
+from toonvae.errors import ToonvaeError
+from toonvae.model import VAE, ModelConfig, build, count_parameters, save_model
+from toonvae.progress import log, progress
+from toonvae.runtime import pick_device, set_determinism
+
+ARCH_LR = {"seed": 0.0005, "resnet": 0.001}  # the notebook's Adam lr; ours
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float | None
+    beta: float
+    device: str
+    threads: int
+    seed: int
+
+
+def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
+              optimizer=None, rng=None, epoch: int = 0, desc: str = "") -> dict:
+    """One pass over ``array``; trains when an optimizer is given. Returns mean losses."""
+    training = optimizer is not None
+    model.train(training)
+    totals = np.zeros(3)
+    seen = 0
+    n_batches = math.ceil(len(array) / cfg.batch_size)
+    if training and len(array) >= cfg.batch_size:
+        n_batches = len(array) // cfg.batch_size
+    bar = progress(total=n_batches, desc=desc, unit="batch")
+    with bar, torch.set_grad_enabled(training):
+        for step, xb in enumerate(batches(array, cfg.batch_size, shuffle=training, rng=rng,
+                                          drop_last=training)):
+            x = to_float(xb, device)
+            mean, mu, logvar = model(x)
+            loss, recon, kl = losses.training_loss(likelihood, x, mean, mu, logvar, cfg.beta)
+            if not torch.isfinite(loss):
+                raise ToonvaeError(f"the loss became {loss.item()} at epoch {epoch}, step {step}; "
+                                   "lower train.lr or check the data")
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            totals += len(x) * np.array([loss.item(), recon.item(), kl.item()])
+            seen += len(x)
+            bar.update()
+    loss, recon, kl = totals / max(seen, 1)
+    return {"loss": loss, "recon": recon, "kl": kl}
+
+
+@torch.inference_mode()
+def fit_log_scale(model: VAE, array, batch_size: int, device) -> None:
+    """Set ``model.log_scale`` to the maximum-likelihood logistic scale per channel.
+
+    Training uses a per-batch scale (logistic) or none at all (the notebook's MSE), so
+    every model gets the same treatment after training: the per-channel scale that
+    maximises the likelihood of the validation reconstructions (from sampled z, as
+    in the ELBO), found on a fine grid.
+    """
+    model.eval()
+    grid = torch.linspace(losses.LOG_SCALE_MIN, 0.0, 141, device=device)
+    nll = torch.zeros(len(grid), 3, device=device)
+    for xb in batches(array, batch_size):
+        x = to_float(xb, device)
+        mean = model(x)[0]
+        for i, s in enumerate(grid):
+            nll[i] += losses.discretized_logistic_nll(x, mean, s.view(1, 1, 1, 1)).sum((0, 2, 3))
+    best = grid[nll.argmin(0)]
+    model.log_scale.data.copy_(best.view(1, 3, 1, 1))
+
+
+def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelConfig,
+          cfg: TrainConfig) -> dict:
+    """Train a VAE on the prepared data in ``data_dir``; write the model and its curves."""
+    from dvclive import Live  # slow import; only the train stage needs it
+
+    set_determinism(cfg.seed, cfg.threads)
+    device = pick_device(cfg.device)
+    data = PreparedData(data_dir)
+    if data.image_size != model_cfg.image_size:
+        raise ToonvaeError(f"{data_dir}: prepared at {data.image_size} px but image_size is "
+                           f"{model_cfg.image_size}; rerun the preprocess stage")
+    train_set, val_set = data.split("train"), data.split("val")
+    model = build(model_cfg).to(device)
+    likelihood = model_cfg.resolved_likelihood
+    lr = cfg.lr if cfg.lr is not None else ARCH_LR[model_cfg.arch]
+    params = [p for n, p in model.named_parameters() if n != "log_scale"]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    log(f"training {model_cfg.arch} VAE ({count_parameters(model):,} parameters, "
+        f"{likelihood} likelihood) on {len(train_set)} images, device {device}")
+
+    history = []
+    with Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        for epoch in range(cfg.epochs):
+            rng = np.random.default_rng([cfg.seed, epoch])
+            tr = run_epoch(model, train_set, cfg, likelihood, device, optimizer=optimizer,
+                           rng=rng, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+            va = run_epoch(model, val_set, cfg, likelihood, device, epoch=epoch,
+                           desc="validation") if len(val_set) else None
+            for split, values in (("train", tr), ("val", va)):
+                for key, value in (values or {}).items():
+                    live.log_metric(f"{split}/{key}", round(float(value), 4))
+            live.next_step()
+            history.append({"train": tr, "val": va})
+            log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {tr['loss']:.2f}"
+                + (f", val loss {va['loss']:.2f}" if va else "")
+                + f" (recon {tr['recon']:.2f}, kl {tr['kl']:.2f})")
+
+    fit_log_scale(model, val_set if len(val_set) else train_set, cfg.batch_size, device)
+    save_model(model, model_path, extra={"train": {"epochs": cfg.epochs, "lr": lr,
+                                                     "batch_size": cfg.batch_size,
+                                                     "beta": cfg.beta, "seed": cfg.seed},
+                                         "data": data.manifest["counts"]})
+    return {"epochs": cfg.epochs, "images": len(train_set), "history": history}

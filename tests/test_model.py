@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from toonvae.errors import ToonvaeError
+from toonvae.model import ModelConfig, build, describe, load_model, save_model
+
+
+@pytest.mark.parametrize("arch", ["resnet", "seed"])
+@pytest.mark.parametrize("size", [32, 64])
+def test_shapes(arch, size):
+    model = build(ModelConfig(arch, size, latent_dim=10, channels=(8, 16, 16, 32)))
+    x = torch.rand(3, 3, size, size)
+    mean, mu, logvar = model(x)
+    assert mean.shape == x.shape and mu.shape == logvar.shape == (3, 10)
+    assert 0 <= mean.min() and mean.max() <= 1
+    assert model.sample(4).shape == (4, 3, size, size)
+    rows = describe(model)
+    assert rows[0][2] == (3, size, size) and rows[-1][2] == (3, size, size)
+    assert any(part == "latent" and shape == (10,) for part, _, shape in rows)
+
+
+def test_seed_arch_is_the_notebooks_network():
+    model = build(ModelConfig("seed", 64, latent_dim=200))
+    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [128, 128, 64, 32]
+    assert all(c.kernel_size == (3, 3) and c.stride == (2, 2) for c in convs)
+    tconvs = [m for m in model.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [c.out_channels for c in tconvs] == [32, 64, 128, 128]
+    drops = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(drops) == 3 and all(d.p == 0.2 for d in drops)
+    assert model.to_mu.out_features == model.to_logvar.out_features == 200
+
+
+def test_image_size_must_be_a_multiple_of_16():
+    with pytest.raises(ToonvaeError, match="image_size"):
+        build(ModelConfig("resnet", 40, 8))
+
+
+def test_save_load_round_trip_and_mismatch(tmp_path):
+    model = build(ModelConfig("resnet", 32, 6, channels=(8, 8, 16, 16)))
+    save_model(model, tmp_path / "m" / "model.pt")
+    loaded, blob = load_model(tmp_path / "m")
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert blob["config"]["latent_dim"] == 6
+    # weights that do not fit the config in the file
+    blob["config"]["latent_dim"] = 7
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(ToonvaeError, match="do not match"):
+        load_model(tmp_path / "bad.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ToonvaeError, match="not a readable"):
+        load_model(tmp_path / "junk.pt")
+    with pytest.raises(ToonvaeError, match="no model file"):
+        load_model(tmp_path / "missing")
