@@ -48,6 +48,8 @@ def read_metrics(repo):
 def test_repro_reproduce_and_experiment(repo_copy):
     repo = repo_copy
     tiny_params(repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny params"], repo)
     out = dvc(["repro"], repo)
     assert stages_run(out.stdout) == {f"{s}@{d}" for s in ("download", "preprocess", "train",
                                                            "evaluate", "render-figures")
@@ -65,7 +67,7 @@ def test_repro_reproduce_and_experiment(repo_copy):
             assert np.asarray(im).std() > 5, f"{name}/{fig}.png is blank"
         curves = repo / "metrics" / "curves" / name / "plots" / "metrics"
         rows = (curves / "train" / "loss.tsv").read_text().splitlines()
-        assert rows[0].split("\t") == ["step", "train/loss"] and len(rows) == 3
+        assert rows[0].split("\t") == ["step", "loss"] and len(rows) == 3
         assert (curves / "val" / "loss.tsv").is_file()
         assert (repo / "models" / name / "model.pt").is_file()
         assert np.load(repo / "data" / "prepared" / name / "train.npy").shape == (48, 3, 32, 32)

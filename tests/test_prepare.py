@@ -48,9 +48,11 @@ def test_prepare_writes_arrays_manifest_attributes_and_skips_bad_files(tmp_path)
     assert rows[0].startswith("split,index,file,") and "glasses" in rows[0]
     assert len(rows) == 1 + 30  # the gray image has no attribute CSV
     assert not (tmp_path / "prepared.tmp").exists()
-    # transparent background became white
+    # the transparent background of every cartoon became white
     train = np.load(out / "train.npy")
-    assert (train[:, :, 0, 0] == 255).all()
+    cartoon_rows = [int(r.split(",")[1]) for r in rows[1:] if r.startswith("train,")]
+    assert len(cartoon_rows) > 15
+    assert (train[cartoon_rows, :, 0, 0] == 255).all()
 
 
 def test_prepare_refuses_a_mostly_broken_dataset(tmp_path):

@@ -27,7 +27,7 @@ class ModelConfig:
     arch: str
     image_size: int
     latent_dim: int
-    channels: tuple[int, ...] = (32, 64, 128, 256)
+    channels: tuple[int, ...] = (16, 32, 64, 128)
     likelihood: str = "auto"
 
     @property

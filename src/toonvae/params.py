@@ -67,7 +67,7 @@ class PreprocessParams:
 class ModelParams:
     arch: str = field(default="resnet", metadata=_one_of("resnet", "seed"))
     # Encoder widths, one per stride-2 stage (the decoder mirrors them).
-    channels: tuple[int, int, int, int] = (32, 64, 128, 256)
+    channels: tuple[int, int, int, int] = (16, 32, 64, 128)
     # auto: the arch's own (seed: the notebook's 1000*MSE; resnet: discretized logistic).
     likelihood: str = field(default="auto", metadata=_one_of("auto", "logistic", "mse"))
 
@@ -75,7 +75,7 @@ class ModelParams:
 @dataclass(frozen=True)
 class TrainParams:
     epochs: int = field(default=10, metadata=_range(1, 100_000))
-    batch_size: int = field(default=64, metadata=_range(1, 65_536))
+    batch_size: int = field(default=32, metadata=_range(1, 65_536))
     # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.001).
     lr: typing.Optional[float] = field(default=None, metadata=_range(1e-8, 10.0))
     beta: float = field(default=1.0, metadata=_range(0.0, 1000.0))

@@ -179,7 +179,8 @@ def _shrink(partial: Path, final: Path, rows: int, chunk: int = 4096) -> None:
         return
     dst = np.lib.format.open_memmap(final, mode="w+", dtype=src.dtype, shape=(rows, *src.shape[1:]))
     for start in range(0, rows, chunk):
-        dst[start:start + chunk] = src[start:start + chunk]
+        stop = min(start + chunk, rows)
+        dst[start:stop] = src[start:stop]
     dst.flush()
     del src, dst
     partial.unlink()

@@ -16,7 +16,7 @@ from toonvae.model import VAE, ModelConfig, build, count_parameters, save_model
 from toonvae.progress import log, progress
 from toonvae.runtime import pick_device, set_determinism
 
-ARCH_LR = {"seed": 0.0005, "resnet": 0.001}  # the notebook's Adam lr; ours
+ARCH_LR = {"seed": 0.0005, "resnet": 0.002}  # the notebook's Adam lr; ours
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,20 @@ def fit_log_scale(model: VAE, array, batch_size: int, device) -> None:
     model.log_scale.data.copy_(best.view(1, 3, 1, 1))
 
 
+def _live(curves_dir: Path):
+    """dvclive's logger; it crashes in a git repo without commits, so say what to do."""
+    from dvclive import Live  # slow import; only the train stage needs it
+    from scmrepo.exceptions import SCMError
+
+    try:
+        return Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+    except SCMError as exc:
+        raise ToonvaeError(f"dvclive cannot log here ({exc}); make a first git commit") from None
+
+
 def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelConfig,
           cfg: TrainConfig) -> dict:
     """Train a VAE on the prepared data in ``data_dir``; write the model and its curves."""
-    from dvclive import Live  # slow import; only the train stage needs it
-
     set_determinism(cfg.seed, cfg.threads)
     device = pick_device(cfg.device)
     data = PreparedData(data_dir)
@@ -103,7 +112,7 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
         f"{likelihood} likelihood) on {len(train_set)} images, device {device}")
 
     history = []
-    with Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with _live(curves_dir) as live:
         for epoch in range(cfg.epochs):
             rng = np.random.default_rng([cfg.seed, epoch])
             tr = run_epoch(model, train_set, cfg, likelihood, device, optimizer=optimizer,

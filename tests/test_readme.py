@@ -1,0 +1,34 @@
+import re
+from pathlib import Path
+
+from conftest import ROOT
+from toonvae.report import END, START, results_table
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def quick_start_blocks():
+    section = re.search(r"^## Quick start$(.*?)(?=^## )", README, re.M | re.S).group(1)
+    return [b.strip() for b in re.findall(r"^```[^\n]*\n(.*?)^```", section, re.M | re.S)]
+
+
+def test_quick_start_is_two_one_line_commands_and_ci_runs_the_second():
+    blocks = quick_start_blocks()
+    assert len(blocks) == 2 and all("\n" not in b for b in blocks)
+    assert "python3 -m venv .venv" in blocks[0] and blocks[0].endswith("dvc repro")
+    assert blocks[1].endswith("pytest") and ".[test]" in blocks[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert blocks[1] in ci.splitlines()
+
+
+def test_results_table_matches_the_metrics_files():
+    table = README.split(START)[1].split(END)[0].strip()
+    assert table == results_table(ROOT / "metrics")
+    assert "| anime |" in table and "| cartoon |" in table
+
+
+def test_every_committed_figure_is_shown():
+    figures = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "figures").rglob("*.png"))
+    assert figures, "no committed figures"
+    for fig in figures:
+        assert f"({fig})" in README, f"{fig} is not in the README"
