@@ -1,42 +1,34 @@
 """evaluate stage: test-split metrics of models/<dataset>/ into metrics/<dataset>.json."""
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-from toonvae import params
 from toonvae.data import PreparedData
-from toonvae.errors import report_errors
 from toonvae.metrics import evaluate, rounded
 from toonvae.model import load_model
-from toonvae.progress import Timer, log
+from toonvae.progress import log
 from toonvae.runtime import pick_device, set_determinism
+from toonvae.stage import dataset_stage, run
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("dataset")
-    args = ap.parse_args()
-    p = params.load()
-    p.dataset(args.dataset)
-    timer = Timer()
+    name, p, timer = dataset_stage(__doc__)
     set_determinism(p.seed, p.train.threads)
     device = pick_device(p.train.device)
-    model, _ = load_model(f"models/{args.dataset}", device)
-    data = PreparedData(f"data/prepared/{args.dataset}")
+    model, _ = load_model(f"models/{name}", device)
+    data = PreparedData(f"data/prepared/{name}")
     result = evaluate(model, data.split("test"), p.evaluate.batch_size, p.seed, device)
     counts = data.manifest["counts"]
     result.update({"n_train": counts["train"], "n_val": counts["val"],
                    "n_skipped": len(data.manifest["skipped"])})
-    out = Path(f"metrics/{args.dataset}.json")
+    out = Path(f"metrics/{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(rounded(result), indent=2) + "\n")
     tmp.replace(out)
-    log(f"evaluate {args.dataset}: wrote {out} ({result['n_test']} test images: "
+    log(f"evaluate {name}: wrote {out} ({result['n_test']} test images: "
         f"mse {result['mse']:.5f}, elbo {result['elbo_bpd']:.3f} bits/dim) in {timer}")
 
 
 if __name__ == "__main__":
-    sys.exit(report_errors(main))
+    run(main)

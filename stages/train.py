@@ -1,32 +1,23 @@
 """train stage: fit the VAE on data/prepared/<dataset>/, write models/<dataset>/model.pt."""
 
-import argparse
-import sys
-
-from toonvae import params
-from toonvae.errors import report_errors
 from toonvae.model import model_config
-from toonvae.progress import Timer, log
+from toonvae.progress import log
+from toonvae.stage import dataset_stage, run
 from toonvae.train import TrainConfig, train
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("dataset")
-    args = ap.parse_args()
-    p = params.load()
-    p.dataset(args.dataset)
-    timer = Timer()
+    name, p, timer = dataset_stage(__doc__)
     model_cfg = model_config(p)
     t = p.train
     cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, beta=t.beta,
                       device=t.device, threads=t.threads, seed=p.seed)
-    out = f"models/{args.dataset}/model.pt"
-    result = train(f"data/prepared/{args.dataset}", out, f"metrics/curves/{args.dataset}",
+    out = f"models/{name}/model.pt"
+    result = train(f"data/prepared/{name}", out, f"metrics/curves/{name}",
                    model_cfg, cfg)
-    log(f"train {args.dataset}: wrote {out} after {result['epochs']} epochs on "
+    log(f"train {name}: wrote {out} after {result['epochs']} epochs on "
         f"{result['images']} images in {timer}")
 
 
 if __name__ == "__main__":
-    sys.exit(report_errors(main))
+    run(main)

@@ -44,3 +44,25 @@ def test_training_loss_mse_is_the_notebooks_objective():
     loss, recon, kl = losses.training_loss("mse", x, mean, mu, logvar, beta=1.0)
     assert math.isclose(recon.item(), 1000 * 0.01, rel_tol=1e-5)
     assert kl.item() == 0 and math.isclose(loss.item(), 10.0, rel_tol=1e-5)
+
+
+def test_discretized_gaussian_is_a_distribution_and_matches_the_density_when_wide():
+    values = torch.arange(256, dtype=torch.float32).view(256, 1, 1, 1) / 255
+    for mean, log_scale in [(0.5, -3.0), (0.0, -6.0), (0.97, -1.0), (0.4, -7.0), (0.2, -4.5)]:
+        nll = losses.discretized_gaussian_nll(values, torch.full_like(values, mean),
+                                              torch.full((1, 1, 1, 1), log_scale))
+        assert torch.isfinite(nll).all()
+        total = torch.exp(-nll.double()).sum()
+        assert abs(total.item() - 1.0) < 2e-3, (mean, log_scale, total)
+    # an interior bin of a wide Gaussian: mass = density x bin width
+    x, mean, s = torch.tensor([0.5]), torch.tensor([0.45]), torch.tensor([-1.0])
+    nll = losses.discretized_gaussian_nll(x, mean, s)
+    ref = -Normal(0.45, math.exp(-1.0)).log_prob(torch.tensor(0.5)) + math.log(255)
+    assert abs(nll.item() - ref.item()) < 1e-3
+
+
+def test_optimal_gaussian_scale_is_the_rms_error():
+    x = torch.zeros(4, 3, 8, 8)
+    mean = torch.full_like(x, 0.1)
+    log_s = losses.optimal_log_scale(x, mean, "gaussian")
+    assert torch.allclose(log_s.exp(), torch.full((1, 3, 1, 1), 0.1), atol=1e-6)

@@ -45,39 +45,65 @@ def discretized_logistic_nll(x: torch.Tensor, mean: torch.Tensor,
     return -log_p
 
 
-def recon_nll(x, mean, log_scale) -> torch.Tensor:
+def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor,
+                             log_scale: torch.Tensor) -> torch.Tensor:
+    """-log P(x) per pixel and channel, in nats, for a Gaussian with std exp(log_scale)."""
+    x, mean = x.float(), mean.float()
+    log_scale = log_scale.float().clamp(min=LOG_SCALE_MIN).expand_as(mean)
+    inv_s = torch.exp(-log_scale)
+    centered = x - mean
+    plus_in = inv_s * (centered + HALF_BIN)
+    min_in = inv_s * (centered - HALF_BIN)
+    # Take the bin mass from the nearer tail, where both CDF values are small and exact.
+    ndtr = torch.special.ndtr
+    cdf_delta = torch.where(min_in > 0, ndtr(-min_in) - ndtr(-plus_in), ndtr(plus_in) - ndtr(min_in))
+    mid_in = inv_s * centered
+    log_pdf_mid = -0.5 * mid_in.pow(2) - log_scale - 0.5 * math.log(2 * math.pi) - math.log(255.0)
+    log_mass = torch.where(cdf_delta > 1e-6, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid)
+    log_p = torch.where(x < HALF_BIN, torch.special.log_ndtr(plus_in),
+                        torch.where(x > 1.0 - HALF_BIN, torch.special.log_ndtr(-min_in), log_mass))
+    return -log_p
+
+
+PIXEL_NLL = {"logistic": discretized_logistic_nll, "gaussian": discretized_gaussian_nll}
+
+
+def recon_nll(x, mean, log_scale, likelihood: str = "logistic") -> torch.Tensor:
     """-log p(x|z) per image, nats."""
-    return discretized_logistic_nll(x, mean, log_scale).flatten(1).sum(1)
+    return PIXEL_NLL[likelihood](x, mean, log_scale).flatten(1).sum(1)
 
 
 def mse_per_image(x, mean) -> torch.Tensor:
     return (x.float() - mean.float()).pow(2).flatten(1).mean(1)
 
 
-def optimal_log_scale(x, mean) -> torch.Tensor:
-    """Per-channel logistic scale whose variance (pi^2 s^2 / 3) equals the batch's MSE.
+def optimal_log_scale(x, mean, likelihood: str) -> torch.Tensor:
+    """Per-channel scale whose variance equals the batch's MSE (Gaussian: the ML scale).
 
-    Training with this closed-form scale (as the sigma-VAE does for a Gaussian) instead
-    of a learned one avoids the long early phase where a slowly learned scale keeps the
-    likelihood flat; it is computed without gradient.
+    Training with this closed-form scale, as the sigma-VAE does, instead of a learned one
+    avoids the long early phase where a slowly learned scale keeps the likelihood flat;
+    it is computed without gradient. A logistic's variance is pi^2 s^2 / 3.
     """
     with torch.no_grad():
-        mse = (x.float() - mean.float()).pow(2).mean((0, 2, 3), keepdim=True)
-        return (0.5 * torch.log(3.0 * mse.clamp(min=1e-12)) - math.log(math.pi)).clamp(
-            min=LOG_SCALE_MIN)
+        mse = (x.float() - mean.float()).pow(2).mean((0, 2, 3), keepdim=True).clamp(min=1e-12)
+        if likelihood == "logistic":
+            log_s = 0.5 * torch.log(3.0 * mse) - math.log(math.pi)
+        else:
+            log_s = 0.5 * torch.log(mse)
+        return log_s.clamp(min=LOG_SCALE_MIN)
 
 
 def training_loss(likelihood: str, x, mean, mu, logvar, beta: float):
     """(loss to minimise, reconstruction term, KL) averaged over the batch.
 
-    logistic: the negative ELBO (beta = 1) in nats per image, with the optimal scale.
+    logistic, gaussian: the negative ELBO (beta = 1) in nats per image, optimal scale.
     mse: the notebook's objective, 1000 * mean squared error + KL.
     """
     kl = kl_normal(mu, logvar).sum(1)
     if likelihood == "mse":
         recon = 1000.0 * mse_per_image(x, mean)
     else:
-        recon = recon_nll(x, mean, optimal_log_scale(x, mean))
+        recon = recon_nll(x, mean, optimal_log_scale(x, mean, likelihood), likelihood)
     loss = recon + beta * kl
     return loss.mean(), recon.mean(), kl.mean()
 

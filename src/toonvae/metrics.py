@@ -5,8 +5,9 @@ Images are uint8 -> float in [0, 1]; reconstructions decode z = mu.
 - psnr: mean over images of 10 log10(1 / mse_i), in dB.
 - ssim: torchmetrics' SSIM (11 px Gaussian window, sigma 1.5, data range 1), mean over images.
 - kl: KL(q(z|x) || p(z)) in nats per image.
-- elbo_bpd: negative ELBO in bits per dimension, discretized logistic likelihood over
-  8-bit pixels, one z sample per image from a seeded generator.
+- elbo_bpd: negative ELBO in bits per dimension for a discretized likelihood over 8-bit
+  pixels (Gaussian, or logistic for models trained with it; the file names it), one z
+  sample per image from a seeded generator.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def evaluate(model: VAE, test: np.ndarray, batch_size: int, seed: int,
     ssim = StructuralSimilarityIndexMeasure(data_range=1.0).to(device)
     generator = torch.Generator().manual_seed(seed)
     dims = 3 * test.shape[2] * test.shape[3]
+    likelihood = model.cfg.eval_likelihood
     sums = {"mse": 0.0, "psnr": 0.0, "kl": 0.0, "nelbo": 0.0}
     n = 0
     bar = progress(total=math.ceil(len(test) / batch_size), desc="evaluating", unit="batch")
@@ -41,7 +43,7 @@ def evaluate(model: VAE, test: np.ndarray, batch_size: int, seed: int,
             mse_i = losses.mse_per_image(x, recon)
             eps = torch.randn(mu.shape, generator=generator).to(device)
             z = mu + eps * torch.exp(0.5 * logvar.clamp(losses.LOGVAR_MIN, losses.LOGVAR_MAX))
-            nll = losses.recon_nll(x, model.decode(z), model.log_scale)
+            nll = losses.recon_nll(x, model.decode(z), model.log_scale, likelihood)
             kl = losses.kl_normal(mu, logvar).sum(1)
             sums["mse"] += mse_i.sum().item()
             sums["psnr"] += (10 * torch.log10(1.0 / mse_i.clamp(min=1e-10))).sum().item()
@@ -56,7 +58,7 @@ def evaluate(model: VAE, test: np.ndarray, batch_size: int, seed: int,
         "ssim": float(ssim.compute()),
         "kl": sums["kl"] / n,
         "elbo_bpd": sums["nelbo"] / n / (dims * math.log(2.0)),
-        "likelihood": "discretized_logistic",
+        "likelihood": f"discretized_{likelihood}",
         "n_test": n,
     }
 

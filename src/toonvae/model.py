@@ -32,9 +32,15 @@ class ModelConfig:
 
     @property
     def resolved_likelihood(self) -> str:
+        """The training objective: the notebook's MSE for seed, a Gaussian ELBO for resnet."""
         if self.likelihood != "auto":
             return self.likelihood
-        return "mse" if self.arch == "seed" else "logistic"
+        return "mse" if self.arch == "seed" else "gaussian"
+
+    @property
+    def eval_likelihood(self) -> str:
+        """The discretized likelihood of the reported ELBO; MSE is a fixed-scale Gaussian."""
+        return "logistic" if self.resolved_likelihood == "logistic" else "gaussian"
 
     def to_dict(self) -> dict:
         return {"arch": self.arch, "image_size": self.image_size,
@@ -137,8 +143,9 @@ class VAE(nn.Module):
     """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I), p(x|z) set by the likelihood.
 
     The decoder gives the pixel means in [0, 1]; ``log_scale`` (one per colour channel)
-    is the scale of the discretized logistic likelihood, fitted after training (see
-    ``train.fit_log_scale``), so every model, the notebook's MSE one too, has an ELBO.
+    is the scale of the discretized likelihood (``cfg.eval_likelihood``), fitted after
+    training (``train.fit_log_scale``), so every model, the notebook's MSE one too, has
+    an ELBO.
     """
 
     def __init__(self, cfg: ModelConfig):

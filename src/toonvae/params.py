@@ -68,8 +68,9 @@ class ModelParams:
     arch: str = field(default="resnet", metadata=_one_of("resnet", "seed"))
     # Encoder widths, one per stride-2 stage (the decoder mirrors them).
     channels: tuple[int, int, int, int] = (16, 32, 64, 128)
-    # auto: the arch's own (seed: the notebook's 1000*MSE; resnet: discretized logistic).
-    likelihood: str = field(default="auto", metadata=_one_of("auto", "logistic", "mse"))
+    # auto: the arch's own (seed: the notebook's 1000*MSE; resnet: discretized Gaussian).
+    likelihood: str = field(default="auto", metadata=_one_of("auto", "gaussian", "logistic",
+                                                             "mse"))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 COLUMNS = [("mse", "mse ↓", "{:.5f}"), ("psnr", "psnr (dB) ↑", "{:.2f}"),
            ("ssim", "ssim ↑", "{:.3f}"), ("elbo_bpd", "elbo (bits/dim) ↓", "{:.3f}"),
-           ("kl", "kl (nats) ", "{:.1f}"), ("n_train", "train images", "{}"),
+           ("kl", "kl (nats)", "{:.1f}"), ("n_train", "train images", "{}"),
            ("n_test", "test images", "{}")]
 
 

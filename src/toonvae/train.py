@@ -63,7 +63,7 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
 
 @torch.inference_mode()
 def fit_log_scale(model: VAE, array, batch_size: int, device) -> None:
-    """Set ``model.log_scale`` to the maximum-likelihood logistic scale per channel.
+    """Set ``model.log_scale`` to the maximum-likelihood scale per channel.
 
     Training uses a per-batch scale (logistic) or none at all (the notebook's MSE), so
     every model gets the same treatment after training: the per-channel scale that
@@ -71,13 +71,14 @@ def fit_log_scale(model: VAE, array, batch_size: int, device) -> None:
     in the ELBO), found on a fine grid.
     """
     model.eval()
+    pixel_nll = losses.PIXEL_NLL[model.cfg.eval_likelihood]
     grid = torch.linspace(losses.LOG_SCALE_MIN, 0.0, 141, device=device)
     nll = torch.zeros(len(grid), 3, device=device)
     for xb in batches(array, batch_size):
         x = to_float(xb, device)
         mean = model(x)[0]
         for i, s in enumerate(grid):
-            nll[i] += losses.discretized_logistic_nll(x, mean, s.view(1, 1, 1, 1)).sum((0, 2, 3))
+            nll[i] += pixel_nll(x, mean, s.view(1, 1, 1, 1)).sum((0, 2, 3))
     best = grid[nll.argmin(0)]
     model.log_scale.data.copy_(best.view(1, 3, 1, 1))
 
