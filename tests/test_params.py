@@ -54,6 +54,9 @@ DELETE = object()
     ("datasets", {}, "datasets: expected a non-empty mapping"),
     ("preprocess.val_fraction", 0.9, "preprocess.val_fraction: 0.9 is not allowed"),
     ("figures", [1, 2], "figures: expected a mapping"),
+    ("datasets.anime.url", "http://x/y.tgz", "datasets.anime.url: not an option of source 'synthetic'"),
+    ("datasets.anime.style", DELETE, "datasets.anime.style: missing; source 'synthetic' needs it"),
+    ("preprocess.max_bad_fraction", 2, "preprocess.max_bad_fraction: 2 is not allowed"),
 ])
 def test_bad_values_name_the_key(path, value, message):
     with pytest.raises(ParamError) as err:
@@ -74,3 +77,37 @@ def test_unknown_dataset_and_broken_yaml(tmp_path):
     (tmp_path / "params.yaml").write_text("seed: [1,\n")
     with pytest.raises(ParamError, match="not valid YAML"):
         params.load(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"source": "kaggle", "crop": "center"}, "datasets.x.handle: missing"),
+    ({"source": "kaggle", "crop": "center", "handle": "splcher/animefacedataset"},
+     "datasets.x.handle: 'splcher/animefacedataset' is not allowed; expected a pinned handle"),
+    ({"source": "url", "crop": "box", "url": "ftp://host/a.tgz"},
+     "datasets.x.url: 'ftp://host/a.tgz' is not allowed"),
+    ({"source": "url", "crop": "box", "url": "https://h/a.tgz", "sha256": "abc"},
+     "datasets.x.sha256: 'abc' is not allowed; expected 64 hex digits"),
+    ({"source": "folder", "crop": "center"}, "datasets.x.path: missing"),
+    ({"source": "folder", "crop": "center", "path": "/d", "glob": "../*.png"},
+     "datasets.x.glob: '../*.png' is not allowed"),
+    ({"source": "folder", "crop": "center", "path": "/d", "count": 100},
+     "datasets.x.count: not an option of source 'folder'"),
+])
+def test_each_source_checks_its_own_options(entry, message):
+    raw = copy.deepcopy(DEFAULT)
+    raw["datasets"] = {"x": entry}
+    with pytest.raises(ParamError) as err:
+        params.from_dict(raw)
+    assert message in str(err.value)
+
+
+def test_real_sources_validate():
+    raw = copy.deepcopy(DEFAULT)
+    raw["datasets"] = {
+        "anime": {"source": "kaggle", "crop": "center", "handle": "splcher/animefacedataset/versions/3"},
+        "cartoon": {"source": "url", "crop": "box", "url": "https://storage.googleapis.com/"
+                    "cartoonset_public_files/cartoonset10k.tgz"},
+        "myfaces": {"source": "folder", "crop": "center", "path": "/some/dir", "glob": "**/*.png"},
+    }
+    p = params.from_dict(raw)
+    assert p.datasets["myfaces"].glob == "**/*.png" and p.datasets["cartoon"].sha256 is None

@@ -59,7 +59,7 @@ def test_prepare_refuses_a_mostly_broken_dataset(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     for i in range(5):
-        (raw / f"{i}.jpg").write_bytes(b"garbage")
+        (raw / f"{i}.jpg").write_bytes(b"garbage %d" % i)
     Image.new("RGB", (64, 64)).save(raw / "ok.jpg")
     with pytest.raises(ToonvaeError, match="5 of 6 images are unusable"):
         prepare(raw, tmp_path / "out", image_size=32, crop="center", box=None,

@@ -38,18 +38,51 @@ def _one_of(*values):
     return _rule(lambda v: v in values, "one of " + ", ".join(map(str, values)))
 
 
+SOURCE_KEYS = {  # the options each source reads, beside source, crop and crop_box
+    "synthetic": {"style", "count", "raw_size"},
+    "kaggle": {"handle", "glob"},
+    "url": {"url", "sha256", "glob", "max_bytes"},
+    "folder": {"path", "glob", "max_bytes"},
+}
+REQUIRED_KEYS = {"synthetic": "style", "kaggle": "handle", "url": "url", "folder": "path"}
+
+
 @dataclass(frozen=True)
 class DatasetParams:
-    source: str = field(metadata=_one_of("synthetic"))
+    source: str = field(metadata=_one_of(*SOURCE_KEYS))
     crop: str = field(metadata=_one_of("center", "box"))
     # Fractions of the raw image (x0, y0, x1, y1), used when crop is "box".
     crop_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
-    # synthetic source options
+    # synthetic: procedural faces in the layout of the real dataset
     style: str = field(default="anime", metadata=_one_of("anime", "cartoon"))
     count: int = field(default=1000, metadata=_range(10, 10_000_000))
     raw_size: int = field(default=256, metadata=_range(32, 2048))
+    # kaggle: a pinned kagglehub handle, owner/dataset/versions/N
+    handle: typing.Optional[str] = field(default=None, metadata=_rule(
+        lambda v: re.match(r"^[\w.-]+/[\w.-]+/versions/\d+$", v) is not None,
+        "a pinned handle owner/dataset/versions/N"))
+    # url: an http(s) archive, and optionally its sha256
+    url: typing.Optional[str] = field(default=None, metadata=_rule(
+        lambda v: re.match(r"^https?://[^\s/]+/\S*$", v) is not None, "an http:// or https:// URL"))
+    sha256: typing.Optional[str] = field(default=None, metadata=_rule(
+        lambda v: re.match(r"^[0-9a-fA-F]{64}$", v) is not None, "64 hex digits"))
+    # folder: a local directory or .zip/.tar(.gz) archive
+    path: typing.Optional[str] = field(default=None, metadata=_rule(bool, "a non-empty path"))
+    # which files to keep, relative to the source's root (kaggle, url, folder)
+    glob: str = field(default="**/*", metadata=_rule(
+        lambda v: bool(v) and not v.startswith("/") and ".." not in v.split("/"),
+        "a relative glob such as **/*.png"))
+    # archives may not unpack to more than this
+    max_bytes: int = field(default=64 * 2**30, metadata=_range(1, 2**50))
 
-    def _check(self, key):
+    def _check(self, key, given):
+        extra = sorted(set(given) - SOURCE_KEYS[self.source] - {"source", "crop", "crop_box"})
+        if extra:
+            raise ParamError(f"{key}.{extra[0]}: not an option of source {self.source!r}; "
+                             f"its options: {', '.join(sorted(SOURCE_KEYS[self.source]))}")
+        required = REQUIRED_KEYS[self.source]
+        if required not in given:
+            raise ParamError(f"{key}.{required}: missing; source {self.source!r} needs it")
         x0, y0, x1, y1 = self.crop_box
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
             raise ParamError(f"{key}.crop_box: {list(self.crop_box)} is not allowed; expected "
@@ -61,6 +94,8 @@ class PreprocessParams:
     val_fraction: float = field(default=0.05, metadata=_range(0.0, 0.5))
     test_fraction: float = field(default=0.05, metadata=_range(0.0, 0.5))
     min_side: int = field(default=32, metadata=_range(1, 4096))
+    # More unusable images than this fraction stops the stage: the download is broken.
+    max_bad_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -176,7 +211,7 @@ def _build(cls, raw, prefix):
                              f"expected {f.metadata['allowed']}")
     obj = cls(**values)
     if hasattr(obj, "_check"):
-        obj._check(where)
+        obj._check(where, set(raw))
     return obj
 
 

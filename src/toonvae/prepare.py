@@ -14,6 +14,7 @@ files, so memory stays bounded whatever the dataset size.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -26,16 +27,10 @@ from PIL import Image
 
 from toonvae.errors import ToonvaeError
 from toonvae.progress import progress
+from toonvae.imagefiles import IMAGE_SUFFIXES, list_images
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 SPLITS = ("train", "val", "test")
 Image.MAX_IMAGE_PIXELS = 40_000_000  # decompression bombs raise instead of eating memory
-
-
-def list_images(raw_dir: Path) -> list[Path]:
-    """Every image file under ``raw_dir``, sorted, so the order never depends on the OS."""
-    return sorted(p for p in Path(raw_dir).rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int):
@@ -101,6 +96,28 @@ def read_attributes(image: Path) -> dict[str, int] | None:
     return out or None
 
 
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def drop_duplicates(files: list[Path], digests: list[str]) -> tuple[list[Path], list[dict]]:
+    """Keep the first of each set of byte-identical files (in sorted order), so the
+    same face can never sit in both train and test."""
+    first: dict[str, Path] = {}
+    kept, dropped = [], []
+    for f, d in zip(files, digests):
+        if d in first:
+            dropped.append({"file": f, "same_as": first[d]})
+        else:
+            first[d] = f
+            kept.append(f)
+    return kept, dropped
+
+
 def _load_job(job):
     path, size, mode, box, min_side = job
     return load_image(Path(path), size, mode, box, min_side)
@@ -118,37 +135,22 @@ def prepare(raw_dir: Path, out_dir: Path, *, image_size: int, crop: str, box,
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    splits = split_indices(len(files), val_fraction, test_fraction, seed)
     skipped, counts, attr_rows = [], {}, []
+    n_files = len(files)
     workers = workers or os.cpu_count() or 1
-    bar = progress(total=len(files), desc="preprocessing", unit="img")
-    with bar, ProcessPoolExecutor(workers) as pool:
-        for split in SPLITS:
-            idx = splits[split]
-            arr = np.lib.format.open_memmap(tmp / f"{split}.partial.npy", mode="w+",
-                                            dtype=np.uint8,
-                                            shape=(len(idx), 3, image_size, image_size))
-            jobs = [(str(files[i]), image_size, crop, box, min_side) for i in idx]
-            kept = 0
-            for i, (img, reason) in zip(idx, pool.map(_load_job, jobs, chunksize=32)):
-                bar.update()
-                rel = files[i].relative_to(raw_dir).as_posix()
-                if img is None:
-                    skipped.append({"file": rel, "reason": reason})
-                    continue
-                arr[kept] = img
-                attrs = read_attributes(files[i])
-                if attrs is not None:
-                    attr_rows.append({"split": split, "index": kept, "file": rel, **attrs})
-                kept += 1
-            arr.flush()
-            del arr
-            _shrink(tmp / f"{split}.partial.npy", tmp / f"{split}.npy", kept)
-            counts[split] = kept
-    bad = len(skipped) / len(files)
+    with ProcessPoolExecutor(workers) as pool:
+        digests = list(progress(pool.map(_file_digest, map(str, files), chunksize=64),
+                                desc="hashing", unit="file", total=len(files)))
+        files, duplicates = drop_duplicates(files, digests)
+        splits = split_indices(len(files), val_fraction, test_fraction, seed)
+        bar = progress(total=len(files), desc="preprocessing", unit="img")
+        with bar:
+            _decode_splits(pool, files, splits, raw_dir, tmp, image_size, crop, box, min_side,
+                           bar, skipped, counts, attr_rows)
+    bad = len(skipped) / n_files
     if bad > max_bad_fraction:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ToonvaeError(f"{raw_dir}: {len(skipped)} of {len(files)} images are unusable "
+        raise ToonvaeError(f"{raw_dir}: {len(skipped)} of {n_files} images are unusable "
                            f"(first: {skipped[0]['file']}: {skipped[0]['reason']}); "
                            "check the download")
     if counts["train"] == 0:
@@ -161,13 +163,54 @@ def prepare(raw_dir: Path, out_dir: Path, *, image_size: int, crop: str, box,
             writer = csv.DictWriter(f, ["split", "index", "file", *attr_names], restval=-1)
             writer.writeheader()
             writer.writerows(attr_rows)
-    manifest = {"image_size": image_size, "crop": crop, "crop_box": list(box),
-                "files": len(files), "counts": counts, "attributes": attr_names,
-                "skipped": skipped}
+    reasons = {}
+    for s in skipped:
+        kind = s["reason"].split(" (")[0]
+        reasons[kind] = reasons.get(kind, 0) + 1
+    manifest = {"image_size": image_size, "crop": crop, "crop_box": list(box) if box else None,
+                "files": n_files, "counts": counts, "attributes": attr_names,
+                "skipped_by_reason": dict(sorted(reasons.items())), "skipped": skipped,
+                "duplicates": [{"file": d["file"].relative_to(raw_dir).as_posix(),
+                                "same_as": d["same_as"].relative_to(raw_dir).as_posix()}
+                               for d in duplicates]}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return manifest
+
+
+def _decode_splits(pool, files, splits, raw_dir, tmp, image_size, crop, box, min_side, bar,
+                   skipped, counts, attr_rows) -> None:
+    """Decode each split's files in the worker pool, straight into its memory map."""
+    for split in SPLITS:
+        idx = splits[split]
+        arr = np.lib.format.open_memmap(tmp / f"{split}.partial.npy", mode="w+",
+                                        dtype=np.uint8,
+                                        shape=(len(idx), 3, image_size, image_size))
+        kept = 0
+        for i, (img, reason) in zip(idx, _decoded(pool, [files[i] for i in idx], image_size,
+                                                  crop, box, min_side)):
+            bar.update()
+            rel = files[i].relative_to(raw_dir).as_posix()
+            if img is None:
+                skipped.append({"file": rel, "reason": reason})
+                continue
+            arr[kept] = img
+            attrs = read_attributes(files[i])
+            if attrs is not None:
+                attr_rows.append({"split": split, "index": kept, "file": rel, **attrs})
+            kept += 1
+        arr.flush()
+        del arr
+        _shrink(tmp / f"{split}.partial.npy", tmp / f"{split}.npy", kept)
+        counts[split] = kept
+
+
+def _decoded(pool, files, image_size, crop, box, min_side, window: int = 1024):
+    """Decoded images in order; at most ``window`` in flight, so memory stays bounded."""
+    for start in range(0, len(files), window):
+        jobs = [(str(f), image_size, crop, box, min_side) for f in files[start:start + window]]
+        yield from pool.map(_load_job, jobs, chunksize=16)
 
 
 def _shrink(partial: Path, final: Path, rows: int, chunk: int = 4096) -> None:

@@ -1,29 +1,68 @@
-"""Where raw images come from. Every source writes the raw layout of the real dataset."""
+"""Where raw images come from. Every source writes the raw layout of the real dataset.
+
+- ``synthetic``: procedural faces (offline default), see ``synthetic.py``.
+- ``kaggle``: a pinned kagglehub dataset, copied from kagglehub's cache.
+- ``url``: an HTTP(S) archive, downloaded (resumable, verified) into ``data/downloads/``
+  and safely unpacked.
+- ``folder``: a local directory, or a local .zip/.tar(.gz) archive.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
+from toonvae.imagefiles import list_images
 from toonvae.params import DatasetParams
 
+DOWNLOADS = Path("data/downloads")  # outside every DVC output, so partial downloads survive
 
-def download(ds: DatasetParams, out_dir: Path, seed: int) -> int:
-    """Fill ``out_dir`` with the raw images of ``ds``; return how many there are.
+
+def download(ds: DatasetParams, out_dir: Path, seed: int, downloads: Path = DOWNLOADS) -> int:
+    """Fill ``out_dir`` with the raw files of ``ds``; return how many images it holds.
 
     Written to a sibling temp folder first and renamed at the end, so an interrupted
-    download never leaves a half-filled ``out_dir`` behind.
+    or refused download never leaves a half-filled ``out_dir`` behind.
     """
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if ds.source == "synthetic":
-        from toonvae.sources.synthetic import generate
-
-        count = generate(ds.style, tmp, ds.count, seed, ds.raw_size)
-    else:  # params validation only lets known sources through
-        raise AssertionError(ds.source)
+    try:
+        _fill(ds, tmp, seed, Path(downloads))
+        count = len(list_images(tmp))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return count
+
+
+def _fill(ds: DatasetParams, tmp: Path, seed: int, downloads: Path) -> int:
+    if ds.source == "synthetic":
+        from toonvae.sources.synthetic import generate
+
+        return generate(ds.style, tmp, ds.count, seed, ds.raw_size)
+    if ds.source == "kaggle":
+        from toonvae.sources import kaggle
+        from toonvae.sources.folder import copy_matching
+
+        return copy_matching(kaggle.download(ds.handle), tmp, ds.glob)
+    if ds.source == "url":
+        from toonvae.sources.archive import extract_to
+        from toonvae.sources.folder import keep_matching
+        from toonvae.sources.url import fetch
+
+        name = ds.url.rstrip("/").rsplit("/", 1)[-1] or "download"
+        key = hashlib.sha1(ds.url.encode()).hexdigest()[:10]
+        archive = downloads / f"{key}-{name}"
+        fetch(ds.url, archive, ds.sha256)
+        extract_to(archive, tmp, ds.max_bytes)
+        return keep_matching(tmp, ds.glob)
+    if ds.source == "folder":
+        from toonvae.sources.folder import from_folder
+
+        return from_folder(ds.path, ds.glob, tmp, ds.max_bytes)
+    raise AssertionError(ds.source)  # params validation lets only known sources through
