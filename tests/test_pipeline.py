@@ -15,13 +15,33 @@ from PIL import Image
 from conftest import run
 
 pytestmark = pytest.mark.slow
-DATASETS = ("anime", "cartoon")
+DATASETS = ("anime", "cartoon", "myfaces")
+
+
+def faces_folder(root: Path) -> Path:
+    """Faces the project has never seen, with broken files mixed in, as a user's folder."""
+    from toonvae.sources.synthetic import generate
+
+    generate("cartoon", root / "tmp", 64, seed=123, size=80, workers=1)
+    faces = root / "myfaces"
+    faces.mkdir()
+    for i, png in enumerate(sorted((root / "tmp" / "cartoonset").glob("*.png"))):
+        png.rename(faces / f"face_{i:03d}.png")  # no attribute CSVs: plain images
+    (faces / "empty.png").write_bytes(b"")
+    (faces / "truncated.png").write_bytes((faces / "face_000.png").read_bytes()[:500])
+    (faces / "fake.png").write_text("not an image")
+    (faces / "notes.txt").write_text("a file that is not an image at all")
+    Image.new("RGB", (8, 8)).save(faces / "tiny.png")
+    return faces
 
 
 def tiny_params(repo: Path) -> None:
     p = yaml.safe_load((repo / "params.yaml").read_text())
     p.update(image_size=32, latent_dim=4)
-    for name in DATASETS:
+    # A third dataset from a local folder: no code change, one params entry.
+    p["datasets"]["myfaces"] = {"source": "folder", "path": str(faces_folder(repo.parent)),
+                                "crop": "center"}
+    for name in ("anime", "cartoon"):
         p["datasets"][name]["count"] = 60
         p["datasets"][name]["raw_size"] = 96 if name == "cartoon" else 48
     p["preprocess"].update(val_fraction=0.1, test_fraction=0.1, min_side=16)
@@ -60,7 +80,11 @@ def test_repro_reproduce_and_experiment(repo_copy):
         for key in ("mse", "psnr", "ssim", "kl", "elbo_bpd"):
             assert isinstance(m[key], float) and math.isfinite(m[key]), (name, key)
         assert 0 < m["mse"] < 1 and 0 < m["ssim"] <= 1 and m["elbo_bpd"] > 0
-        assert m["n_test"] == 6 and m["n_train"] == 48 and m["n_val"] == 6
+        counts = (m["n_train"], m["n_val"], m["n_test"])
+        if name == "myfaces":  # 64 faces + 4 broken image files, split before decoding
+            assert sum(counts) == 64 and min(counts) >= 5, counts
+        else:
+            assert counts == (48, 6, 6), (name, counts)
         for fig in ("samples", "reconstruction", "noise"):
             im = Image.open(repo / "figures" / name / f"{fig}.png")
             assert im.format == "PNG" and im.width > 4 * 32
@@ -70,7 +94,11 @@ def test_repro_reproduce_and_experiment(repo_copy):
         assert rows[0].split("\t") == ["step", "loss"] and len(rows) == 3
         assert (curves / "val" / "loss.tsv").is_file()
         assert (repo / "models" / name / "model.pt").is_file()
-        assert np.load(repo / "data" / "prepared" / name / "train.npy").shape == (48, 3, 32, 32)
+        assert np.load(repo / "data" / "prepared" / name / "train.npy").shape == (counts[0], 3, 32, 32)
+    manifest = json.loads((repo / "data" / "prepared" / "myfaces" / "manifest.json").read_text())
+    assert manifest["skipped_by_reason"] == {"empty file": 1, "not an image": 1, "too small": 1,
+                                             "truncated": 1}
+    assert json.loads((repo / "metrics" / "myfaces.json").read_text())["n_skipped"] == 4
     assert Image.open(repo / "figures" / "vae.png").width > 500
     assert "anime" in dvc(["plots", "show", "--json"], repo).stdout
     assert dvc(["status", "--json"], repo).stdout.strip() in ("{}", "")

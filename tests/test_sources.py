@@ -45,22 +45,49 @@ def url_ds(url, **kw):
     return DatasetParams(source="url", crop="box", url=url, **kw)
 
 
-@pytest.mark.parametrize("layout", ["flat", "100k"])
-def test_url_source_unpacks_the_cartoon_set_and_attributes_reach_the_manifest(
-        tmp_path, layout, capfd):
-    serve = tmp_path / "www"
-    serve.mkdir()
-    tgz(cartoon_tree(tmp_path / "src", 20, layout), serve / "cartoonset.tgz")
+def kaggle_anime_zip(root: Path) -> Path:
+    """The Kaggle Anime Face Dataset's zip: images/N_YEAR.jpg, some of them 0 bytes."""
+    tree = root / "anime"
+    generate("anime", tree, 18, seed=4, size=100, workers=1)
+    for name in ("70000_2019.jpg", "70001_2019.jpg"):
+        (tree / "images" / name).write_bytes(b"")
+    return Path(shutil.make_archive(str(root / "animefacedataset"), "zip", tree))
+
+
+def kaggle_mirror_zip(root: Path) -> Path:
+    """The Kaggle mirror of the Cartoon Set: JPGs in cartoonset100k_jpg/0..9/."""
+    tree = root / "mirror"
+    for i in range(20):
+        d = tree / "cartoonset100k_jpg" / str(i % 10)
+        d.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (120, 120), (i * 12, 90, 200)).save(d / f"cs{i}.jpg")
+    return Path(shutil.make_archive(str(root / "cartoonfaces"), "zip", tree))
+
+
+LAYOUTS = {  # name: (build the archive, images, skipped, has attributes)
+    "cartoonset10k-flat": (lambda r: tgz(cartoon_tree(r, 20, "flat"), r / "cs.tgz"), 20, 0, True),
+    "cartoonset100k-0..9": (lambda r: tgz(cartoon_tree(r, 20, "100k"), r / "cs.tgz"), 20, 0, True),
+    "kaggle-anime-zip": (kaggle_anime_zip, 20, 2, False),
+    "kaggle-cartoon-mirror-zip": (kaggle_mirror_zip, 20, 0, False),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_url_source_serves_each_real_layout(tmp_path, layout, capfd):
+    build, n_images, n_skipped, has_attributes = LAYOUTS[layout]
+    archive = build(tmp_path / "src")
     out = tmp_path / "raw"
-    with FileServer(serve) as server:
-        n = sources.download(url_ds(f"{server.url}/cartoonset.tgz"), out, seed=0,
+    with FileServer(archive.parent) as server:
+        n = sources.download(url_ds(f"{server.url}/{archive.name}"), out, seed=0,
                              downloads=tmp_path / "dl")
-    assert n == 20
-    digest = hashlib.sha256((serve / "cartoonset.tgz").read_bytes()).hexdigest()
+    assert n == n_images
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     assert digest in capfd.readouterr().err  # no sha256 pinned: it is printed
     m = prepare(out, tmp_path / "prep", image_size=32, crop="box", box=(0.1, 0.08, 0.9, 0.88),
                 val_fraction=0.1, test_fraction=0.1, min_side=16, seed=0, workers=1)
-    assert sum(m["counts"].values()) == 20 and "hair_color" in m["attributes"]
+    assert sum(m["counts"].values()) == n_images - n_skipped
+    assert len(m["skipped"]) == n_skipped
+    assert ("hair_color" in m["attributes"]) == has_attributes
 
 
 def test_sha256_is_verified_and_a_mismatch_removes_the_file(tmp_path):
@@ -214,7 +241,7 @@ def test_kaggle_anime_layout_from_the_cache_with_empty_files(tmp_path, kaggle_ca
     assert len(list((out / "images").glob("*.jpg"))) == 13
     m = prepare(out, tmp_path / "prep", image_size=32, crop="center", box=None,
                 val_fraction=0.0, test_fraction=0.0, min_side=16, seed=0, workers=1)
-    assert m["counts"]["train"] == 12 and m["skipped_by_reason"] == {"unreadable": 1}
+    assert m["counts"]["train"] == 12 and m["skipped_by_reason"] == {"empty file": 1}
 
 
 def test_kaggle_cartoon_mirror_layout(tmp_path, kaggle_cache):
@@ -254,7 +281,7 @@ def test_folder_source_with_glob_and_bad_files(tmp_path):
     assert (out / "cartoonset" / "cs00000000.csv").is_file()  # sidecar attributes come along
     m = prepare(out, tmp_path / "prep", image_size=32, crop="center", box=None,
                 val_fraction=0.1, test_fraction=0.1, min_side=16, seed=0, workers=2)
-    assert m["skipped_by_reason"] == {"too small": 1, "unreadable": 2}
+    assert m["skipped_by_reason"] == {"empty file": 1, "too small": 1, "truncated": 1}
     assert [d["file"] for d in m["duplicates"]] == ["cartoonset/cs00000001.png"]
     assert sum(m["counts"].values()) == 30
 

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from toonvae.errors import ToonvaeError
 from toonvae.progress import progress
@@ -56,14 +56,22 @@ def crop_box(width: int, height: int, mode: str, box) -> tuple[int, int, int, in
 
 
 def load_image(path: Path, size: int, mode: str, box, min_side: int):
-    """(array 3 x size x size uint8, None) or (None, reason the file was skipped)."""
+    """(array 3 x size x size uint8, None) or (None, why the file was skipped).
+
+    Reasons, counted per kind in the manifest: "empty file", "not an image",
+    "truncated", "too small", "decompression bomb", "unreadable". Grayscale, palette
+    and transparent images are converted to RGB (transparency onto white).
+    """
+    path = Path(path)
     try:
+        if path.stat().st_size == 0:
+            return None, "empty file"
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                im.load()
                 if min(im.size) < min_side:
                     return None, f"too small ({im.size[0]}x{im.size[1]} < {min_side} px)"
+                im.load()
                 if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                     # Transparent backgrounds (the Cartoon Set) become white.
                     rgba = im.convert("RGBA")
@@ -71,10 +79,13 @@ def load_image(path: Path, size: int, mode: str, box, min_side: int):
                     im.alpha_composite(rgba)
                 im = im.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return None, "decompression bomb (too many pixels)"
+        return None, "decompression bomb (more than {:,} pixels)".format(Image.MAX_IMAGE_PIXELS)
+    except UnidentifiedImageError:
+        return None, "not an image (no decoder recognises it)"
     except (OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return None, f"unreadable ({reason})"
+        kind = "truncated" if "truncated" in reason.lower() else "unreadable"
+        return None, f"{kind} ({reason})"
     im = im.crop(crop_box(*im.size, mode, box))
     im = im.resize((size, size), Image.LANCZOS)  # LANCZOS antialiases when shrinking
     return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy(), None
@@ -96,7 +107,11 @@ def read_attributes(image: Path) -> dict[str, int] | None:
     return out or None
 
 
-def _file_digest(path: str) -> str:
+def _file_digest(path: str) -> str | None:
+    """sha256 of the file's bytes; None for an empty file (skipped later as "empty file",
+    not counted as a duplicate of every other empty file)."""
+    if Path(path).stat().st_size == 0:
+        return None
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -110,7 +125,7 @@ def drop_duplicates(files: list[Path], digests: list[str]) -> tuple[list[Path], 
     first: dict[str, Path] = {}
     kept, dropped = [], []
     for f, d in zip(files, digests):
-        if d in first:
+        if d is not None and d in first:
             dropped.append({"file": f, "same_as": first[d]})
         else:
             first[d] = f
