@@ -72,3 +72,16 @@ def test_prepare_without_images_says_what_to_do(tmp_path):
     with pytest.raises(ToonvaeError, match="run the download stage"):
         prepare(tmp_path / "raw", tmp_path / "out", image_size=32, crop="center", box=None,
                 val_fraction=0.1, test_fraction=0.1, min_side=16, seed=0, workers=1)
+
+
+@pytest.mark.parametrize("capacity, rows", [(5, 5), (5, 3), (100_000, 7), (3, 0)])
+def test_npy_row_writer_gives_a_valid_npy_with_the_real_row_count(tmp_path, capacity, rows):
+    from toonvae.prepare import NpyRowWriter
+
+    w = NpyRowWriter(tmp_path / "a.npy", (3, 4, 4), capacity)
+    data = np.random.default_rng(0).integers(0, 256, (rows, 3, 4, 4), dtype=np.uint8)
+    for r in data:
+        w.append(r)
+    w.close()
+    loaded = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert loaded.shape == (rows, 3, 4, 4) and np.array_equal(loaded, data)

@@ -119,10 +119,10 @@ def _file_digest(path: str) -> str | None:
     return h.hexdigest()
 
 
-def drop_duplicates(files: list[Path], digests: list[str]) -> tuple[list[Path], list[dict]]:
+def drop_duplicates(files: list[str], digests: list[str | None]) -> tuple[list[str], list[dict]]:
     """Keep the first of each set of byte-identical files (in sorted order), so the
     same face can never sit in both train and test."""
-    first: dict[str, Path] = {}
+    first: dict[str, str] = {}
     kept, dropped = [], []
     for f, d in zip(files, digests):
         if d is not None and d in first:
@@ -143,25 +143,29 @@ def prepare(raw_dir: Path, out_dir: Path, *, image_size: int, crop: str, box,
             max_bad_fraction: float = 0.5, workers: int = 0) -> dict:
     """Decode, crop, resize and split every image under ``raw_dir`` into ``out_dir``."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    files = list_images(raw_dir)
-    if not files:
-        raise ToonvaeError(f"{raw_dir}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-                           "run the download stage first")
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    skipped, counts, attr_rows = [], {}, []
-    n_files = len(files)
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers) as pool:
-        digests = list(progress(pool.map(_file_digest, map(str, files), chunksize=64),
+        # Start the workers while this process is still small: they are forked copies of it.
+        list(pool.map(abs, range(workers)))
+        # Plain strings: a list of 100k Path objects costs several times more memory.
+        files = [str(p) for p in list_images(raw_dir)]
+        if not files:
+            raise ToonvaeError(f"{raw_dir}: no images found "
+                               f"({', '.join(sorted(IMAGE_SUFFIXES))}); run the download stage first")
+        tmp = out_dir.with_name(out_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        skipped, counts = [], {}
+        n_files = len(files)
+        digests = list(progress(_windowed_map(pool, _file_digest, files),
                                 desc="hashing", unit="file", total=len(files)))
         files, duplicates = drop_duplicates(files, digests)
         splits = split_indices(len(files), val_fraction, test_fraction, seed)
+        attrs = AttributeTable(tmp / "attributes.jsonl")
         bar = progress(total=len(files), desc="preprocessing", unit="img")
         with bar:
             _decode_splits(pool, files, splits, raw_dir, tmp, image_size, crop, box, min_side,
-                           bar, skipped, counts, attr_rows)
+                           bar, skipped, counts, attrs)
     bad = len(skipped) / n_files
     if bad > max_bad_fraction:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -172,12 +176,7 @@ def prepare(raw_dir: Path, out_dir: Path, *, image_size: int, crop: str, box,
         shutil.rmtree(tmp, ignore_errors=True)
         raise ToonvaeError(f"{raw_dir}: no training images left after the split; "
                            "add images or lower preprocess.val_fraction/test_fraction")
-    attr_names = sorted({k for row in attr_rows for k in row} - {"split", "index", "file"})
-    if attr_rows:
-        with open(tmp / "attributes.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, ["split", "index", "file", *attr_names], restval=-1)
-            writer.writeheader()
-            writer.writerows(attr_rows)
+    attr_names = attrs.finish(tmp / "attributes.csv")
     reasons = {}
     for s in skipped:
         kind = s["reason"].split(" (")[0]
@@ -185,8 +184,8 @@ def prepare(raw_dir: Path, out_dir: Path, *, image_size: int, crop: str, box,
     manifest = {"image_size": image_size, "crop": crop, "crop_box": list(box) if box else None,
                 "files": n_files, "counts": counts, "attributes": attr_names,
                 "skipped_by_reason": dict(sorted(reasons.items())), "skipped": skipped,
-                "duplicates": [{"file": d["file"].relative_to(raw_dir).as_posix(),
-                                "same_as": d["same_as"].relative_to(raw_dir).as_posix()}
+                "duplicates": [{"file": Path(d["file"]).relative_to(raw_dir).as_posix(),
+                                "same_as": Path(d["same_as"]).relative_to(raw_dir).as_posix()}
                                for d in duplicates]}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -195,50 +194,112 @@ def prepare(raw_dir: Path, out_dir: Path, *, image_size: int, crop: str, box,
 
 
 def _decode_splits(pool, files, splits, raw_dir, tmp, image_size, crop, box, min_side, bar,
-                   skipped, counts, attr_rows) -> None:
-    """Decode each split's files in the worker pool, straight into its memory map."""
+                   skipped, counts, attrs) -> None:
+    """Decode each split's files in the worker pool, streaming them into its .npy file."""
     for split in SPLITS:
         idx = splits[split]
-        arr = np.lib.format.open_memmap(tmp / f"{split}.partial.npy", mode="w+",
-                                        dtype=np.uint8,
-                                        shape=(len(idx), 3, image_size, image_size))
+        arr = NpyRowWriter(tmp / f"{split}.npy", (3, image_size, image_size), len(idx))
         kept = 0
         for i, (img, reason) in zip(idx, _decoded(pool, [files[i] for i in idx], image_size,
                                                   crop, box, min_side)):
             bar.update()
-            rel = files[i].relative_to(raw_dir).as_posix()
+            rel = Path(files[i]).relative_to(raw_dir).as_posix()
             if img is None:
                 skipped.append({"file": rel, "reason": reason})
                 continue
-            arr[kept] = img
-            attrs = read_attributes(files[i])
-            if attrs is not None:
-                attr_rows.append({"split": split, "index": kept, "file": rel, **attrs})
+            arr.append(img)
+            row_attrs = read_attributes(Path(files[i]))
+            if row_attrs is not None:
+                attrs.add({"split": split, "index": kept, "file": rel, **row_attrs})
             kept += 1
-        arr.flush()
-        del arr
-        _shrink(tmp / f"{split}.partial.npy", tmp / f"{split}.npy", kept)
+        arr.close()
         counts[split] = kept
 
 
-def _decoded(pool, files, image_size, crop, box, min_side, window: int = 1024):
-    """Decoded images in order; at most ``window`` in flight, so memory stays bounded."""
+def _windowed_map(pool, fn, items, window: int = 1024):
+    """pool.map in order, with at most ``window`` tasks in flight: bounded memory."""
+    for start in range(0, len(items), window):
+        yield from pool.map(fn, items[start:start + window], chunksize=16)
+
+
+def _decoded(pool, files, image_size, crop, box, min_side, window: int = 128):
+    """Decoded images (or skip reasons), in the order of ``files``. At most ``window``
+    decoded images wait for this process (196 KB each at 256 px): bounded memory."""
     for start in range(0, len(files), window):
-        jobs = [(str(f), image_size, crop, box, min_side) for f in files[start:start + window]]
-        yield from pool.map(_load_job, jobs, chunksize=16)
+        jobs = [(f, image_size, crop, box, min_side) for f in files[start:start + window]]
+        yield from pool.map(_load_job, jobs, chunksize=8)
 
 
-def _shrink(partial: Path, final: Path, rows: int, chunk: int = 4096) -> None:
-    """Keep the first ``rows`` rows of a .npy file, copying in chunks (bounded memory)."""
-    src = np.load(partial, mmap_mode="r")
-    if rows == len(src):
-        del src
-        partial.rename(final)
-        return
-    dst = np.lib.format.open_memmap(final, mode="w+", dtype=src.dtype, shape=(rows, *src.shape[1:]))
-    for start in range(0, rows, chunk):
-        stop = min(start + chunk, rows)
-        dst[start:stop] = src[start:stop]
-    dst.flush()
-    del src, dst
-    partial.unlink()
+class AttributeTable:
+    """Rows of per-image attributes, spooled to disk as JSON lines while decoding (the
+    100k Cartoon Set would otherwise hold 100k dicts), written as one CSV at the end."""
+
+    def __init__(self, spool: Path):
+        self.spool = Path(spool)
+        self.file = open(self.spool, "w", encoding="utf-8")
+        self.names: set[str] = set()
+
+    def add(self, row: dict) -> None:
+        self.names.update(k for k in row if k not in ("split", "index", "file"))
+        self.file.write(json.dumps(row) + "\n")
+
+    def finish(self, csv_path: Path) -> list[str]:
+        """Write the CSV (only when there were attributes); return the attribute names."""
+        self.file.close()
+        names = sorted(self.names)
+        if names:
+            with open(self.spool, encoding="utf-8") as rows, \
+                    open(csv_path, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, ["split", "index", "file", *names], restval=-1)
+                writer.writeheader()
+                for line in rows:
+                    writer.writerow(json.loads(line))
+        self.spool.unlink()
+        return names
+
+
+class NpyRowWriter:
+    """Appends uint8 rows to a .npy file with plain writes.
+
+    Writing through a memory map would keep every written page in this process's
+    resident set; plain writes leave them to the page cache, so memory stays flat
+    however large the split. The header is written for ``capacity`` rows and fixed
+    on close to the number actually appended (skipped files make it smaller).
+    """
+
+    def __init__(self, path: Path, row_shape: tuple[int, ...], capacity: int):
+        self.path, self.row_shape, self.rows = Path(path), tuple(row_shape), 0
+        self.row_bytes = int(np.prod(row_shape))
+        self.file = open(self.path, "wb")
+        self.file.write(self._header(capacity))
+        self.header_len = self.file.tell()
+
+    def _header(self, rows: int) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            buf, {"descr": "|u1", "fortran_order": False, "shape": (rows, *self.row_shape)})
+        return buf.getvalue()
+
+    def append(self, row: np.ndarray) -> None:
+        data = np.ascontiguousarray(row, dtype=np.uint8)
+        assert data.size == self.row_bytes, (data.shape, self.row_shape)
+        self.file.write(data.tobytes())
+        self.rows += 1
+
+    def close(self) -> None:
+        header = self._header(self.rows)
+        if len(header) == self.header_len:
+            self.file.seek(0)
+            self.file.write(header)
+            self.file.close()
+            return
+        # The row count needs a header of another length: copy the rows behind a new one.
+        self.file.close()
+        tmp = self.path.with_name(self.path.name + ".resize")
+        with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+            dst.write(header)
+            src.seek(self.header_len)
+            shutil.copyfileobj(src, dst, 1 << 22)
+        tmp.replace(self.path)
