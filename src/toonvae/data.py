@@ -39,7 +39,8 @@ class PreparedData:
 
 def to_float(batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 N x 3 x S x S -> float32 in [0, 1] on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(batch)).to(device).float().div_(255.0)
+    # np.require copies read-only memory-map slices: torch wants writable arrays.
+    return torch.from_numpy(np.require(batch, np.uint8, ["C", "W"])).to(device).float().div_(255.0)
 
 
 def batches(array: np.ndarray, batch_size: int, *, shuffle: bool = False,
