@@ -20,7 +20,8 @@ def main():
     result = evaluate(model, data.split("test"), p.evaluate.batch_size, p.seed, device)
     counts = data.manifest["counts"]
     result.update({"n_train": counts["train"], "n_val": counts["val"],
-                   "n_skipped": len(data.manifest["skipped"])})
+                   "n_skipped": len(data.manifest["skipped"]),
+                   "n_duplicates": len(data.manifest.get("duplicates", []))})
     out = Path(f"metrics/{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")

@@ -48,7 +48,7 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
             mean, mu, logvar = model(x)
             loss, recon, kl = losses.training_loss(likelihood, x, mean, mu, logvar, cfg.beta)
             if not torch.isfinite(loss):
-                raise ToonvaeError(f"the loss became {loss.item()} at epoch {epoch}, step {step}; "
+                raise ToonvaeError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step}; "
                                    "lower train.lr or check the data")
             if training:
                 optimizer.zero_grad(set_to_none=True)
@@ -65,7 +65,7 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
 def fit_log_scale(model: VAE, array, batch_size: int, device) -> None:
     """Set ``model.log_scale`` to the maximum-likelihood scale per channel.
 
-    Training uses a per-batch scale (logistic) or none at all (the notebook's MSE), so
+    Training uses a per-batch scale (gaussian, logistic) or none (the notebook's MSE), so
     every model gets the same treatment after training: the per-channel scale that
     maximises the likelihood of the validation reconstructions (from sampled z, as
     in the ELBO), found on a fine grid.
