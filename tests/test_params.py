@@ -54,7 +54,7 @@ DELETE = object()
     ("datasets", {}, "datasets: expected a non-empty mapping"),
     ("preprocess.val_fraction", 0.9, "preprocess.val_fraction: 0.9 is not allowed"),
     ("figures", [1, 2], "figures: expected a mapping"),
-    ("datasets.anime.url", "http://x/y.tgz", "datasets.anime.url: not an option of source 'synthetic'"),
+    ("datasets.anime.sorce", "url", "datasets.anime.sorce: unknown key"),
     ("datasets.anime.style", DELETE, "datasets.anime.style: missing; source 'synthetic' needs it"),
     ("preprocess.max_bad_fraction", 2, "preprocess.max_bad_fraction: 2 is not allowed"),
 ])
@@ -90,8 +90,8 @@ def test_unknown_dataset_and_broken_yaml(tmp_path):
     ({"source": "folder", "crop": "center"}, "datasets.x.path: missing"),
     ({"source": "folder", "crop": "center", "path": "/d", "glob": "../*.png"},
      "datasets.x.glob: '../*.png' is not allowed"),
-    ({"source": "folder", "crop": "center", "path": "/d", "count": 100},
-     "datasets.x.count: not an option of source 'folder'"),
+    ({"source": "url", "crop": "center", "style": "anime", "count": 100},
+     "datasets.x.url: missing; source 'url' needs it"),
 ])
 def test_each_source_checks_its_own_options(entry, message):
     raw = copy.deepcopy(DEFAULT)
@@ -111,3 +111,10 @@ def test_real_sources_validate():
     }
     p = params.from_dict(raw)
     assert p.datasets["myfaces"].glob == "**/*.png" and p.datasets["cartoon"].sha256 is None
+
+
+def test_switching_a_source_keeps_the_other_sources_options():
+    raw = copy.deepcopy(DEFAULT)
+    raw["datasets"]["cartoon"].update(source="url", url="https://h/cartoonset10k.tgz")
+    p = params.from_dict(raw)  # style/count/raw_size stay, unused by url
+    assert p.datasets["cartoon"].source == "url" and p.datasets["cartoon"].count == 4000

@@ -76,10 +76,9 @@ class DatasetParams:
     max_bytes: int = field(default=64 * 2**30, metadata=_range(1, 2**50))
 
     def _check(self, key, given):
-        extra = sorted(set(given) - SOURCE_KEYS[self.source] - {"source", "crop", "crop_box"})
-        if extra:
-            raise ParamError(f"{key}.{extra[0]}: not an option of source {self.source!r}; "
-                             f"its options: {', '.join(sorted(SOURCE_KEYS[self.source]))}")
+        # Options of other sources may stay (so `dvc exp run -S datasets.x.source=url
+        # -S datasets.x.url=...` switches a dataset); they are ignored. Typos are still
+        # caught: a key that no source knows is an unknown key.
         required = REQUIRED_KEYS[self.source]
         if required not in given:
             raise ParamError(f"{key}.{required}: missing; source {self.source!r} needs it")
