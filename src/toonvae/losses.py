@@ -24,45 +24,50 @@ def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-def discretized_logistic_nll(x: torch.Tensor, mean: torch.Tensor,
-                             log_scale: torch.Tensor) -> torch.Tensor:
-    """-log P(x) per pixel and channel, in nats, for x and mean in [0, 1]."""
+def _discretized_nll(x, mean, log_scale, pieces) -> torch.Tensor:
+    """The bin arithmetic both likelihoods share; ``pieces`` gives, from the standardized
+    bin edges and centre, the log mass of the two open edge bins, the mass of an inner
+    bin, the log density at its centre and the mass below which that density is used."""
     x, mean = x.float(), mean.float()
     log_scale = log_scale.float().clamp(min=LOG_SCALE_MIN).expand_as(mean)
     inv_s = torch.exp(-log_scale)
     centered = x - mean
     plus_in = inv_s * (centered + HALF_BIN)
     min_in = inv_s * (centered - HALF_BIN)
-    log_cdf_plus = plus_in - F.softplus(plus_in)  # log sigmoid(plus_in): the lowest bin
-    log_one_minus_cdf_min = -F.softplus(min_in)  # log(1 - sigmoid(min_in)): the highest bin
-    cdf_delta = torch.sigmoid(plus_in) - torch.sigmoid(min_in)
+    log_lowest, log_highest, cdf_delta, log_pdf, tiny = pieces(plus_in, min_in, inv_s * centered)
     # Where the bin mass underflows, use density x bin width instead.
-    mid_in = inv_s * centered
-    log_pdf_mid = mid_in - log_scale - 2.0 * F.softplus(mid_in) - math.log(255.0)
-    log_mass = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid)
-    log_p = torch.where(x < HALF_BIN, log_cdf_plus,
-                        torch.where(x > 1.0 - HALF_BIN, log_one_minus_cdf_min, log_mass))
+    log_pdf_mid = log_pdf - log_scale - math.log(255.0)
+    log_mass = torch.where(cdf_delta > tiny, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid)
+    log_p = torch.where(x < HALF_BIN, log_lowest,
+                        torch.where(x > 1.0 - HALF_BIN, log_highest, log_mass))
     return -log_p
+
+
+def _logistic_pieces(plus_in, min_in, mid_in):
+    return (plus_in - F.softplus(plus_in),  # log sigmoid(plus_in): the lowest bin
+            -F.softplus(min_in),  # log(1 - sigmoid(min_in)): the highest bin
+            torch.sigmoid(plus_in) - torch.sigmoid(min_in),
+            mid_in - 2.0 * F.softplus(mid_in), 1e-5)
+
+
+def _gaussian_pieces(plus_in, min_in, mid_in):
+    ndtr = torch.special.ndtr
+    # Take an inner bin's mass from the nearer tail, where both CDF values are small and exact.
+    delta = torch.where(min_in > 0, ndtr(-min_in) - ndtr(-plus_in), ndtr(plus_in) - ndtr(min_in))
+    return (torch.special.log_ndtr(plus_in), torch.special.log_ndtr(-min_in), delta,
+            -0.5 * mid_in.pow(2) - 0.5 * math.log(2 * math.pi), 1e-6)
+
+
+def discretized_logistic_nll(x: torch.Tensor, mean: torch.Tensor,
+                             log_scale: torch.Tensor) -> torch.Tensor:
+    """-log P(x) per pixel and channel, in nats, for x and mean in [0, 1]."""
+    return _discretized_nll(x, mean, log_scale, _logistic_pieces)
 
 
 def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor,
                              log_scale: torch.Tensor) -> torch.Tensor:
     """-log P(x) per pixel and channel, in nats, for a Gaussian with std exp(log_scale)."""
-    x, mean = x.float(), mean.float()
-    log_scale = log_scale.float().clamp(min=LOG_SCALE_MIN).expand_as(mean)
-    inv_s = torch.exp(-log_scale)
-    centered = x - mean
-    plus_in = inv_s * (centered + HALF_BIN)
-    min_in = inv_s * (centered - HALF_BIN)
-    # Take the bin mass from the nearer tail, where both CDF values are small and exact.
-    ndtr = torch.special.ndtr
-    cdf_delta = torch.where(min_in > 0, ndtr(-min_in) - ndtr(-plus_in), ndtr(plus_in) - ndtr(min_in))
-    mid_in = inv_s * centered
-    log_pdf_mid = -0.5 * mid_in.pow(2) - log_scale - 0.5 * math.log(2 * math.pi) - math.log(255.0)
-    log_mass = torch.where(cdf_delta > 1e-6, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid)
-    log_p = torch.where(x < HALF_BIN, torch.special.log_ndtr(plus_in),
-                        torch.where(x > 1.0 - HALF_BIN, torch.special.log_ndtr(-min_in), log_mass))
-    return -log_p
+    return _discretized_nll(x, mean, log_scale, _gaussian_pieces)
 
 
 PIXEL_NLL = {"logistic": discretized_logistic_nll, "gaussian": discretized_gaussian_nll}
