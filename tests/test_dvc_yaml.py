@@ -1,7 +1,6 @@
 """dvc.yaml declares what every stage reads: a missing dep means silently stale results."""
 
 import re
-from pathlib import Path
 
 import yaml
 

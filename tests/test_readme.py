@@ -1,5 +1,4 @@
 import re
-from pathlib import Path
 
 from conftest import ROOT
 from toonvae.report import END, START, results_table
