@@ -1,9 +1,9 @@
 """evaluate stage: test-split metrics of models/<dataset>/ into metrics/<dataset>.json."""
 
 import json
-from pathlib import Path
 
 from toonvae.data import PreparedData
+from toonvae.files import write_text
 from toonvae.metrics import evaluate, rounded
 from toonvae.model import load_model
 from toonvae.progress import log
@@ -22,11 +22,8 @@ def main():
     result.update({"n_train": counts["train"], "n_val": counts["val"],
                    "n_skipped": len(data.manifest["skipped"]),
                    "n_duplicates": len(data.manifest.get("duplicates", []))})
-    out = Path(f"metrics/{name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rounded(result), indent=2) + "\n")
-    tmp.replace(out)
+    out = f"metrics/{name}.json"
+    write_text(out, json.dumps(rounded(result), indent=2) + "\n")
     log(f"evaluate {name}: wrote {out} ({result['n_test']} test images: "
         f"mse {result['mse']:.5f}, elbo {result['elbo_bpd']:.3f} bits/dim) in {timer}")
 

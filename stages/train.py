@@ -1,4 +1,7 @@
-"""train stage: fit the VAE on data/prepared/<dataset>/, write models/<dataset>/model.pt."""
+"""train stage: fit the VAE on data/prepared/<dataset>/, write models/<dataset>/model.pt.
+
+A killed run resumes from checkpoints/<dataset>/last.pt (outside DVC's outputs).
+"""
 
 from toonvae.model import model_config
 from toonvae.progress import log
@@ -11,10 +14,11 @@ def main():
     model_cfg = model_config(p)
     t = p.train
     cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, beta=t.beta,
-                      device=t.device, threads=t.threads, seed=p.seed)
+                      device=t.device, threads=t.threads, seed=p.seed,
+                      checkpoint_every=t.checkpoint_every)
     out = f"models/{name}/model.pt"
     result = train(f"data/prepared/{name}", out, f"metrics/curves/{name}",
-                   model_cfg, cfg)
+                   model_cfg, cfg, checkpoint_path=f"checkpoints/{name}/last.pt")
     log(f"train {name}: wrote {out} after {result['epochs']} epochs on "
         f"{result['images']} images in {timer}")
 

@@ -51,10 +51,13 @@ def tiny_params(repo: Path) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 
+def dvc_env():
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                DVC_NO_ANALYTICS="1")
+
+
 def dvc(args, repo, check=True):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1")
-    return run([sys.executable, "-m", "dvc", *args], repo, check=check, env=env)
+    return run([sys.executable, "-m", "dvc", *args], repo, check=check, env=dvc_env())
 
 
 def stages_run(output: str) -> set[str]:

@@ -44,13 +44,16 @@ def to_float(batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Ten
 
 
 def batches(array: np.ndarray, batch_size: int, *, shuffle: bool = False,
-            rng: np.random.Generator | None = None, drop_last: bool = False):
-    """Yield uint8 numpy batches; shuffled with ``rng`` when asked (one permutation per call)."""
+            rng: np.random.Generator | None = None, drop_last: bool = False, start: int = 0):
+    """Yield uint8 numpy batches; shuffled with ``rng`` when asked (one permutation per call).
+
+    ``start`` skips the first batches of that order without reading them (a resumed epoch).
+    """
     n = len(array)
     order = rng.permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
-        idx = order[start:start + batch_size]
+    for first in range(start * batch_size, stop, batch_size):
+        idx = order[first:first + batch_size]
         if shuffle:
             idx = np.sort(idx)  # sorted reads are faster on a memory map; order within a batch is irrelevant
         yield array[idx]

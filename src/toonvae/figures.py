@@ -15,6 +15,7 @@ from PIL import Image  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 from toonvae.data import to_float  # noqa: E402
+from toonvae.files import atomic_path  # noqa: E402
 from toonvae.model import VAE, describe  # noqa: E402
 
 PNG_META = {"Software": None}  # matplotlib otherwise stamps its version into the file
@@ -22,8 +23,6 @@ PNG_META = {"Software": None}  # matplotlib otherwise stamps its version into th
 
 def save_grid(images: torch.Tensor, path: Path, columns: int, min_side: int = 96) -> None:
     """Save float images in [0, 1] as one grid; small images are upscaled (nearest) to be seen."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=columns, padding=2,
                      pad_value=1.0)
     array = (grid.mul(255).round().byte().permute(1, 2, 0).numpy())
@@ -31,9 +30,8 @@ def save_grid(images: torch.Tensor, path: Path, columns: int, min_side: int = 96
     scale = max(1, -(-min_side // images.shape[-1]))
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    tmp = path.with_name(path.name + ".tmp")
-    im.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
 
 
 def pick(n_total: int, n: int, seed: int) -> np.ndarray:
@@ -106,9 +104,6 @@ def architecture(model: VAE, path: Path) -> None:
     ax.set_xlim(-0.3, x)
     ax.set_ylim(-4.6, 2.6)
     ax.axis("off")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", metadata=PNG_META, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata=PNG_META, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from toonvae.errors import ToonvaeError
+from toonvae.files import atomic_path
 
 ARCHS = ("resnet", "seed")
 SEED_ENCODER = (128, 128, 64, 32)  # the notebook's widths
@@ -210,7 +211,7 @@ def describe(model: VAE) -> list[tuple[str, str, tuple[int, ...]]]:
         h = block(h)
         rows.append(("encoder", block.label, tuple(h.shape[1:])))
     mu = model.to_mu(h)
-    rows.append(("latent", f"dense -> mu, log sigma^2", tuple(mu.shape[1:])))
+    rows.append(("latent", "dense -> mu, log sigma^2", tuple(mu.shape[1:])))
     h = mu
     for block in model.decoder:
         h = block(h)
@@ -225,16 +226,11 @@ FORMAT_VERSION = 1
 
 def save_model(model: VAE, path, extra: dict | None = None) -> None:
     """Weights plus the config that rebuilds them, written via a temp file and a rename."""
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     blob = {"format": FORMAT_VERSION, "config": model.cfg.to_dict(), "state_dict": state,
             **(extra or {})}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
 
 
 def load_model(path, device: str | torch.device = "cpu") -> tuple[VAE, dict]:

@@ -117,6 +117,8 @@ class TrainParams:
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda", "mps"))
     # 0: let torch decide (one thread per core).
     threads: int = field(default=0, metadata=_range(0, 1024))
+    # Checkpoint every N batches as well as after each epoch (0: after each epoch only).
+    checkpoint_every: int = field(default=0, metadata=_range(0, 10_000_000))
 
 
 @dataclass(frozen=True)

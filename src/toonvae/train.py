@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from toonvae import losses
+from toonvae.checkpoint import Checkpointer, Position, data_digest
 from toonvae.data import PreparedData, batches, to_float
 from toonvae.errors import ToonvaeError
 from toonvae.model import VAE, ModelConfig, build, count_parameters, save_model
@@ -28,28 +29,36 @@ class TrainConfig:
     device: str
     threads: int
     seed: int
+    checkpoint_every: int = 0  # also checkpoint every N batches (0: at each epoch's end only)
 
 
 def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
-              optimizer=None, rng=None, epoch: int = 0, desc: str = "") -> dict:
-    """One pass over ``array``; trains when an optimizer is given. Returns mean losses."""
+              optimizer=None, rng=None, epoch: int = 0, desc: str = "",
+              start: Position | None = None, after_step=None) -> dict:
+    """One pass over ``array``; trains when an optimizer is given. Returns mean losses.
+
+    ``start`` resumes an epoch after its first ``start.step`` batches, with the running
+    sums it had then; ``after_step(step, totals, seen)`` is called after each batch.
+    """
     training = optimizer is not None
     model.train(training)
-    totals = np.zeros(3)
-    seen = 0
+    start = start or Position(epoch)
+    totals = np.array(start.totals, dtype=np.float64)
+    seen = start.seen
     n_batches = math.ceil(len(array) / cfg.batch_size)
     if training and len(array) >= cfg.batch_size:
         n_batches = len(array) // cfg.batch_size
     bar = progress(total=n_batches, desc=desc, unit="batch")
+    bar.update(start.step)
     with bar, torch.set_grad_enabled(training):
         for step, xb in enumerate(batches(array, cfg.batch_size, shuffle=training, rng=rng,
-                                          drop_last=training)):
+                                          drop_last=training, start=start.step),
+                                  start=start.step):
             x = to_float(xb, device)
             mean, mu, logvar = model(x)
             loss, recon, kl = losses.training_loss(likelihood, x, mean, mu, logvar, cfg.beta)
             if not torch.isfinite(loss):
-                raise ToonvaeError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step}; "
-                                   "lower train.lr or check the data")
+                raise _nonfinite(loss.item(), epoch, step, n_batches, optimizer)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -57,8 +66,20 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
             totals += len(x) * np.array([loss.item(), recon.item(), kl.item()])
             seen += len(x)
             bar.update()
+            if after_step is not None:
+                after_step(step + 1, totals, seen)
     loss, recon, kl = totals / max(seen, 1)
     return {"loss": loss, "recon": recon, "kl": kl}
+
+
+def _nonfinite(value: float, epoch: int, step: int, n_batches: int, optimizer) -> ToonvaeError:
+    where = f"at epoch {epoch + 1}, batch {step + 1} of {n_batches}"
+    if optimizer is None:
+        return ToonvaeError(f"the validation loss became {value} {where}; the model diverged: "
+                            "lower train.lr and retrain")
+    lr = optimizer.param_groups[0]["lr"]
+    return ToonvaeError(f"the training loss became {value} {where}; training stopped: lower "
+                        f"train.lr (now {lr:g}, try {lr / 4:g}) or check the data")
 
 
 @torch.inference_mode()
@@ -95,8 +116,13 @@ def _live(curves_dir: Path):
 
 
 def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelConfig,
-          cfg: TrainConfig) -> dict:
-    """Train a VAE on the prepared data in ``data_dir``; write the model and its curves."""
+          cfg: TrainConfig, checkpoint_path: Path | None = None) -> dict:
+    """Train a VAE on the prepared data in ``data_dir``; write the model and its curves.
+
+    With ``checkpoint_path``, training state is saved there after every epoch (and every
+    ``cfg.checkpoint_every`` batches), a run killed midway resumes from it and ends with
+    the same bytes as an uninterrupted run, and it is deleted once the model is written.
+    """
     set_determinism(cfg.seed, cfg.threads)
     device = pick_device(cfg.device)
     data = PreparedData(data_dir)
@@ -112,19 +138,35 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
     log(f"training {model_cfg.arch} VAE ({count_parameters(model):,} parameters, "
         f"{likelihood} likelihood) on {len(train_set)} images, device {device}")
 
-    history = []
+    ckpt = None
+    pos = Position()
+    if checkpoint_path is not None:
+        # Everything that changes the numbers; checkpoint_every does not.
+        run = {"model": model_cfg.to_dict(), "data": data_digest(data.root),
+               "train": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": lr,
+                         "beta": cfg.beta, "seed": cfg.seed, "threads": cfg.threads,
+                         "device": str(device)}}
+        ckpt = Checkpointer(checkpoint_path, run)
+        pos = ckpt.resume(model, optimizer) or pos
+
     with _live(curves_dir) as live:
-        for epoch in range(cfg.epochs):
+        for entry in pos.history:  # epochs done before an interruption: the same curve files
+            _log_epoch(live, entry)
+        for epoch in range(pos.epoch, cfg.epochs):
             rng = np.random.default_rng([cfg.seed, epoch])
             tr = run_epoch(model, train_set, cfg, likelihood, device, optimizer=optimizer,
-                           rng=rng, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                           rng=rng, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           start=pos if pos.epoch == epoch else None,
+                           after_step=_every(ckpt, cfg.checkpoint_every, model, optimizer,
+                                             epoch, pos.history))
             va = run_epoch(model, val_set, cfg, likelihood, device, epoch=epoch,
                            desc="validation") if len(val_set) else None
-            for split, values in (("train", tr), ("val", va)):
-                for key, value in (values or {}).items():
-                    live.log_metric(f"{split}/{key}", round(float(value), 4))
-            live.next_step()
-            history.append({"train": tr, "val": va})
+            entry = {split: {k: round(float(v), 4) for k, v in values.items()}
+                     for split, values in (("train", tr), ("val", va)) if values}
+            pos.history.append(entry)
+            _log_epoch(live, entry)
+            if ckpt:
+                ckpt.save(model, optimizer, Position(epoch + 1, 0, history=pos.history))
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {tr['loss']:.2f}"
                 + (f", val loss {va['loss']:.2f}" if va else "")
                 + f" (recon {tr['recon']:.2f}, kl {tr['kl']:.2f})")
@@ -134,4 +176,24 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
                                                      "batch_size": cfg.batch_size,
                                                      "beta": cfg.beta, "seed": cfg.seed},
                                          "data": data.manifest["counts"]})
-    return {"epochs": cfg.epochs, "images": len(train_set), "history": history}
+    if ckpt:
+        ckpt.remove()
+    return {"epochs": cfg.epochs, "images": len(train_set), "history": pos.history}
+
+
+def _log_epoch(live, entry: dict) -> None:
+    for split, values in entry.items():
+        for key, value in values.items():
+            live.log_metric(f"{split}/{key}", value)
+    live.next_step()
+
+
+def _every(ckpt, every: int, model, optimizer, epoch: int, history: list):
+    """The after_step callback that checkpoints every ``every`` batches, or None."""
+    if ckpt is None or every <= 0:
+        return None
+
+    def after_step(step, totals, seen):
+        if step % every == 0:
+            ckpt.save(model, optimizer, Position(epoch, step, totals.tolist(), seen, history))
+    return after_step
