@@ -9,7 +9,7 @@ def main():
     name, p, timer = dataset_stage(__doc__)
     ds = p.dataset(name)
     out = f"data/raw/{name}"
-    count = sources.download(ds, out, seed=p.seed)
+    count = sources.download(ds, out, seed=p.seed, key=f"datasets.{name}")
     log(f"download {name}: wrote {count} images ({ds.source}) to {out}/ in {timer}")
 
 

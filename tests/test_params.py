@@ -1,10 +1,11 @@
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT
-from toonvae import params
+from toonvae import params, sources
 from toonvae.params import ParamError
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -32,37 +33,87 @@ def with_change(path, value):
 DELETE = object()
 
 
-@pytest.mark.parametrize("path, value, message", [
-    ("latnt_dim", 8, "latnt_dim: unknown key"),
-    ("latent_dim", DELETE, "latent_dim: missing"),
-    ("latent_dim", "big", "latent_dim: expected an integer"),
-    ("latent_dim", 0, "latent_dim: 0 is not allowed"),
-    ("image_size", 60, "image_size: 60 is not allowed; expected a multiple of 16"),
-    ("seed", -1, "seed: -1 is not allowed"),
-    ("seed", 1.5, "seed: expected an integer"),
-    ("train.epochs", True, "train.epochs: expected an integer"),
-    ("train.lr", "fast", "train.lr: expected a number"),
-    ("train.lr", -0.1, "train.lr: -0.1 is not allowed"),
-    ("train.device", "tpu", "train.device: 'tpu' is not allowed; expected one of auto"),
-    ("train.epoch", 3, "train.epoch: unknown key; allowed here: epochs"),
-    ("model.arch", "unet", "model.arch: 'unet' is not allowed"),
-    ("model.channels", [8, 16], "model.channels: expected a list of 4"),
-    ("datasets.anime.source", "ftp", "datasets.anime.source: 'ftp' is not allowed"),
-    ("datasets.anime.crop", "face", "datasets.anime.crop: 'face' is not allowed"),
-    ("datasets.cartoon.crop_box", [0.5, 0.2, 0.4, 0.9], "datasets.cartoon.crop_box"),
-    ("datasets.anime.count", 5, "datasets.anime.count: 5 is not allowed"),
-    ("datasets", {}, "datasets: expected a non-empty mapping"),
-    ("preprocess.val_fraction", 0.9, "preprocess.val_fraction: 0.9 is not allowed"),
-    ("figures", [1, 2], "figures: expected a mapping"),
-    ("datasets.anime.sorce", "url", "datasets.anime.sorce: unknown key"),
+SIZE_RULE = "a multiple of 16 between 16 and 1024 (the networks halve it four times)"
+WIDTHS = "widths between 1 and 4096, each at most 8 or a multiple of 8"
+
+# Each bad params.yaml variant and the one line the user sees for it, word for word.
+BAD = [
+    ("latnt_dim", 8, "latnt_dim: unknown key; allowed here: seed, image_size, latent_dim, "
+     "datasets, preprocess, model, train, evaluate, figures"),
+    ("latent_dim", DELETE, "latent_dim: missing; add it to params.yaml"),
+    ("latent_dim", "big", "latent_dim: expected an integer, got 'big'"),
+    ("latent_dim", 2.5, "latent_dim: expected an integer, got 2.5"),
+    ("latent_dim", 0, "latent_dim: 0 is not allowed; expected between 1 and 4096"),
+    ("image_size", 60, f"image_size: 60 is not allowed; expected {SIZE_RULE}"),
+    ("image_size", 8, f"image_size: 8 is not allowed; expected {SIZE_RULE}"),
+    ("seed", -1, "seed: -1 is not allowed; expected between 0 and 4294967295"),
+    ("seed", 1.5, "seed: expected an integer, got 1.5"),
+    ("train.epochs", True, "train.epochs: expected an integer, got True"),
+    ("train.epochs", 0, "train.epochs: 0 is not allowed; expected between 1 and 100000"),
+    ("train.batch_size", 0, "train.batch_size: 0 is not allowed; expected between 1 and 65536"),
+    ("train.lr", "fast", "train.lr: expected a number, got 'fast'"),
+    ("train.lr", -0.1, "train.lr: -0.1 is not allowed; expected between 1e-08 and 10.0"),
+    ("train.lr", float("nan"), "train.lr: expected a finite number, got nan"),
+    ("train.device", "tpu", "train.device: 'tpu' is not allowed; expected one of auto, cpu, cuda, mps"),
+    ("train.epoch", 3, "train.epoch: unknown key; allowed here: epochs, batch_size, lr, beta, "
+     "device, threads, checkpoint_every"),
+    ("train.checkpoint_every", -5,
+     "train.checkpoint_every: -5 is not allowed; expected between 0 and 10000000"),
+    ("model.arch", "unet", "model.arch: 'unet' is not allowed; expected one of resnet, seed"),
+    ("model.channels", [8, 16], "model.channels: expected a list of 4 numbers, got [8, 16]"),
+    ("model.channels", [12, 24, 48, 96],
+     f"model.channels: [12, 24, 48, 96] is not allowed; expected {WIDTHS}"),
+    ("model.channels", [16, 32, 0, 128],
+     f"model.channels: [16, 32, 0, 128] is not allowed; expected {WIDTHS}"),
+    ("model.likelihood", "bernoulli",
+     "model.likelihood: 'bernoulli' is not allowed; expected one of auto, gaussian, logistic, mse"),
+    ("datasets", {}, "datasets: expected a non-empty mapping, got {}"),
+    ("datasets.Anime Faces", {"source": "synthetic", "style": "anime", "crop": "center"},
+     "datasets.Anime Faces: bad name; use lowercase letters, digits, '-' and '_'"),
+    ("datasets.anime.source", "ftp",
+     "datasets.anime.source: 'ftp' is not allowed; expected one of synthetic, kaggle, url, folder"),
+    ("datasets.anime.sorce", "url", "datasets.anime.sorce: unknown key; allowed here: source, "
+     "crop, crop_box, style, count, raw_size, handle, url, sha256, path, glob, max_bytes"),
     ("datasets.anime.style", DELETE, "datasets.anime.style: missing; source 'synthetic' needs it"),
-    ("preprocess.max_bad_fraction", 2, "preprocess.max_bad_fraction: 2 is not allowed"),
-])
+    ("datasets.anime.crop", "face",
+     "datasets.anime.crop: 'face' is not allowed; expected one of center, box"),
+    ("datasets.cartoon.crop_box", [0.5, 0.2, 0.4, 0.9],
+     "datasets.cartoon.crop_box: [0.5, 0.2, 0.4, 0.9] is not allowed; expected fractions "
+     "[x0, y0, x1, y1] with 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1"),
+    ("datasets.anime.count", 5,
+     "datasets.anime.count: 5 is not allowed; expected between 10 and 10000000"),
+    ("preprocess.val_fraction", 0.9,
+     "preprocess.val_fraction: 0.9 is not allowed; expected between 0.0 and 0.5"),
+    ("preprocess.max_bad_fraction", 2,
+     "preprocess.max_bad_fraction: 2 is not allowed; expected between 0.0 and 1.0"),
+    ("evaluate.batch_size", "all", "evaluate.batch_size: expected an integer, got 'all'"),
+    ("figures", [1, 2], "figures: expected a mapping of keys, got [1, 2]"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", BAD, ids=[b[0] for b in BAD])
 def test_bad_values_name_the_key(path, value, message):
     with pytest.raises(ParamError) as err:
         params.from_dict(with_change(path, value))
-    assert message in str(err.value)
-    assert "\n" not in str(err.value)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/no/such/faces", "datasets.mine.path: '/no/such/faces' does not exist; point it at a "
+     "folder of images or a .zip/.tar(.gz) archive"),
+    ("notes.txt", "datasets.mine.path: 'notes.txt' is neither a folder nor a "
+     ".zip/.tar(.gz) archive; point it at one of those"),
+])
+def test_a_folder_source_path_is_checked_before_any_download(tmp_path, monkeypatch, path,
+                                                             message):
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("a text file, not images")
+    out = tmp_path / "raw"
+    ds = params.DatasetParams(source="folder", crop="center", path=path)
+    with pytest.raises(ParamError) as err:
+        sources.download(ds, out, seed=0, key="datasets.mine")
+    assert str(err.value) == message
+    assert not out.exists() and not (tmp_path / "raw.tmp").exists()
 
 
 def test_yaml_1_1_exponent_strings_are_numbers(tmp_path):

@@ -238,7 +238,7 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
     from pathlib import Path
 
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or not path.suffix:  # a model directory, as the stages write them
         path = path / "model.pt"
     if not path.is_file():
         raise ToonvaeError(f"{path}: no model file; run the train stage first")

@@ -100,8 +100,11 @@ class PreprocessParams:
 @dataclass(frozen=True)
 class ModelParams:
     arch: str = field(default="resnet", metadata=_one_of("resnet", "seed"))
-    # Encoder widths, one per stride-2 stage (the decoder mirrors them).
-    channels: tuple[int, int, int, int] = (16, 32, 64, 128)
+    # Encoder widths, one per stride-2 stage (the decoder mirrors them). GroupNorm uses
+    # min(8, width) groups, so a width above 8 must be a multiple of 8.
+    channels: tuple[int, int, int, int] = field(default=(16, 32, 64, 128), metadata=_rule(
+        lambda v: all(1 <= c <= 4096 and (c <= 8 or c % 8 == 0) for c in v),
+        "widths between 1 and 4096, each at most 8 or a multiple of 8"))
     # auto: the arch's own (seed: the notebook's 1000*MSE; resnet: discretized Gaussian).
     likelihood: str = field(default="auto", metadata=_one_of("auto", "gaussian", "logistic",
                                                              "mse"))

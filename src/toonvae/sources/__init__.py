@@ -14,17 +14,38 @@ import shutil
 from pathlib import Path
 
 from toonvae.imagefiles import list_images
-from toonvae.params import DatasetParams
+from toonvae.params import DatasetParams, ParamError
 
 DOWNLOADS = Path("data/downloads")  # outside every DVC output, so partial downloads survive
 
 
-def download(ds: DatasetParams, out_dir: Path, seed: int, downloads: Path = DOWNLOADS) -> int:
+def check(ds: DatasetParams, key: str = "datasets.<name>") -> None:
+    """What can be checked before any work: a folder source's path exists and is usable.
+
+    Not part of params validation: on a machine that pulled the prepared data from a
+    DVC remote, another user's missing folder must not stop every stage.
+    """
+    if ds.source != "folder":
+        return
+    from toonvae.sources.archive import is_archive
+
+    src = Path(ds.path).expanduser()
+    if not src.exists():
+        raise ParamError(f"{key}.path: {ds.path!r} does not exist; point it at a folder of "
+                         "images or a .zip/.tar(.gz) archive")
+    if not (src.is_dir() or is_archive(src)):
+        raise ParamError(f"{key}.path: {ds.path!r} is neither a folder nor a "
+                         ".zip/.tar(.gz) archive; point it at one of those")
+
+
+def download(ds: DatasetParams, out_dir: Path, seed: int, downloads: Path = DOWNLOADS,
+             key: str = "datasets.<name>") -> int:
     """Fill ``out_dir`` with the raw files of ``ds``; return how many images it holds.
 
     Written to a sibling temp folder first and renamed at the end, so an interrupted
     or refused download never leaves a half-filled ``out_dir`` behind.
     """
+    check(ds, key)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from toonvae.errors import ToonvaeError
 from toonvae.progress import progress
-from toonvae.sources.archive import extract_to, is_archive
+from toonvae.sources.archive import extract_to
 
 
 def copy_matching(src: Path, out_dir: Path, glob: str) -> int:
@@ -46,15 +46,9 @@ def keep_matching(root: Path, glob: str) -> int:
 
 def from_folder(path: str, glob: str, out_dir: Path, max_bytes: int) -> int:
     """A directory is copied (matching files only); an archive is safely unpacked into
-    ``out_dir`` and pruned to the matching files."""
+    ``out_dir`` and pruned to the matching files (``sources.check`` vetted the path)."""
     src = Path(path).expanduser()
-    if not src.exists():
-        raise ToonvaeError(f"datasets.<name>.path: {str(src)!r} does not exist; "
-                           "point it at a folder of images or a .zip/.tar(.gz) archive")
     if src.is_dir():
         return copy_matching(src, out_dir, glob)
-    if not is_archive(src):
-        raise ToonvaeError(f"datasets.<name>.path: {str(src)!r} is neither a folder nor a "
-                           ".zip/.tar(.gz) archive")
     extract_to(src, out_dir, max_bytes)
     return keep_matching(out_dir, glob)

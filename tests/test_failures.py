@@ -1,0 +1,138 @@
+"""What users see when things go wrong: one line, a non-zero exit, nothing half-written."""
+
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from conftest import run
+from toonvae.checkpoint import Checkpointer
+from toonvae.errors import ToonvaeError
+from toonvae.files import atomic_path
+from toonvae.model import ModelConfig, build, load_model
+from toonvae.prepare import prepare
+from toonvae.sources.synthetic import generate
+from toonvae.train import TrainConfig, run_epoch, train
+
+TINY = ModelConfig("resnet", 32, 4, channels=(8, 8, 16, 16))
+CFG = TrainConfig(epochs=2, batch_size=8, lr=None, beta=1.0, device="cpu", threads=1, seed=0)
+
+
+def edit_params(repo, change):
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    change(p)
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def typo(p):
+    p["latnt_dim"] = p.pop("latent_dim")
+
+
+def missing_folder(p):
+    p["datasets"]["anime"] = {"source": "folder", "path": "/no/such/faces", "crop": "center"}
+
+
+@pytest.mark.parametrize("stage, change, line, not_written", [
+    ("train", typo, "error: latnt_dim: unknown key; allowed here: seed, image_size, latent_dim, "
+     "datasets, preprocess, model, train, evaluate, figures", "models"),
+    ("download", missing_folder, "error: datasets.anime.path: '/no/such/faces' does not exist; "
+     "point it at a folder of images or a .zip/.tar(.gz) archive", "data"),
+    ("evaluate", lambda p: None, "error: models/anime/model.pt: no model file; run the train "
+     "stage first", "metrics/anime.json"),
+])
+def test_a_stage_with_bad_input_prints_one_line_and_writes_nothing(repo_copy, stage, change,
+                                                                   line, not_written):
+    edit_params(repo_copy, change)
+    proc = run([sys.executable, f"stages/{stage}.py", "anime"], repo_copy, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == line + "\n"  # no traceback, no other noise
+    assert not (repo_copy / not_written).exists()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate("cartoon", root / "raw", 100, seed=0, size=64, workers=1)
+    prepare(root / "raw", root / "prepared", image_size=32, crop="box", box=(0.2, 0.17, 0.8, 0.77),
+            val_fraction=0.1, test_fraction=0.1, min_side=16, seed=0, workers=1)
+    return root / "prepared"
+
+
+@pytest.fixture
+def poison_after_step():
+    """Turn every weight to NaN after optimiser step N, as a diverging run would."""
+    state = {"steps": 0, "at": None}
+
+    def hook(optimizer, args, kwargs):
+        state["steps"] += 1
+        if state["steps"] == state["at"]:
+            with torch.no_grad():
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        p.fill_(float("nan"))
+    handle = register_optimizer_step_post_hook(hook)
+    yield state
+    handle.remove()
+
+
+def test_a_nan_loss_stops_training_naming_epoch_batch_and_remedy(prepared, tmp_path,
+                                                                 poison_after_step):
+    poison_after_step["at"] = 13  # 80 images / batch 8 = 10 batches an epoch: epoch 2, batch 3
+    with pytest.raises(ToonvaeError) as err:
+        train(prepared, tmp_path / "model.pt", tmp_path / "curves", TINY, CFG,
+              checkpoint_path=tmp_path / "ckpt.pt")
+    assert str(err.value) == ("the training loss became nan at epoch 2, batch 4 of 10; training "
+                              "stopped: lower train.lr (now 0.002, try 0.0005) or check the data")
+    assert not (tmp_path / "model.pt").exists()
+    kept = torch.load(tmp_path / "ckpt.pt", weights_only=True)  # the last good state stays
+    assert kept["epoch"] == 1 and all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+def test_a_nan_in_validation_is_reported_too(prepared):
+    model = build(TINY)
+    with torch.no_grad():
+        model.to_mu.weight.fill_(float("inf"))
+    val = np.load(prepared / "val.npy", mmap_mode="r")
+    with pytest.raises(ToonvaeError, match=r"^the validation loss became nan at epoch 3, batch 1 "
+                                           r"of 2; the model diverged: lower train.lr"):
+        run_epoch(model, val, CFG, "gaussian", "cpu", epoch=2)
+
+
+class Payload:
+    """A pickle that runs code when loaded, as a malicious model file would."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_untrusted_model_and_checkpoint_files_never_run_code(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.pt"
+    torch.save({"format": 1, "state_dict": Payload(marker)}, evil, pickle_protocol=2)
+    with pytest.raises(ToonvaeError, match=r"model.pt: not a readable toonvae model \(Unpickling"):
+        load_model(evil)
+    model = build(TINY)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert Checkpointer(evil, run={}).resume(model, torch.optim.Adam(model.parameters())) is None
+    assert not marker.exists()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    pickle.loads(pickle.dumps(Payload(marker)))  # the payload is real: plain pickle runs it
+    assert marker.exists()
+
+
+def test_an_interrupted_write_keeps_the_old_file_whole(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text('{"mse": 0.1}\n')
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text('{"ms')
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == '{"mse": 0.1}\n'
+    assert list(tmp_path.iterdir()) == [target]
