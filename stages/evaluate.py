@@ -1,10 +1,12 @@
-"""evaluate stage: test-split metrics of models/<dataset>/ into metrics/<dataset>.json."""
+"""evaluate stage: test-split metrics of models/<dataset>/ into metrics/<dataset>.json,
+and the KL of each latent dimension into metrics/kl/<dataset>.csv (a dvc plot)."""
 
 import json
 
 from toonvae.data import PreparedData
+from toonvae.evaluation import evaluate
 from toonvae.files import write_text
-from toonvae.metrics import evaluate, rounded
+from toonvae.metrics import rounded
 from toonvae.model import load_model
 from toonvae.progress import log
 from toonvae.runtime import pick_device, set_determinism
@@ -17,15 +19,23 @@ def main():
     device = pick_device(p.train.device)
     model, _ = load_model(f"models/{name}", device)
     data = PreparedData(f"data/prepared/{name}")
-    result = evaluate(model, data.split("test"), p.evaluate.batch_size, p.seed, device)
+    result, kl_per_dim = evaluate(model, data, p.evaluate, p.sampler.kind, p.seed, device)
     counts = data.manifest["counts"]
     result.update({"n_train": counts["train"], "n_val": counts["val"],
                    "n_skipped": len(data.manifest["skipped"]),
                    "n_duplicates": len(data.manifest.get("duplicates", []))})
     out = f"metrics/{name}.json"
     write_text(out, json.dumps(rounded(result), indent=2) + "\n")
-    log(f"evaluate {name}: wrote {out} ({result['n_test']} test images: "
-        f"mse {result['mse']:.5f}, elbo {result['elbo_bpd']:.3f} bits/dim) in {timer}")
+    write_text(f"metrics/kl/{name}.csv", "dim,kl\n" + "".join(
+        f"{d},{kl:.6g}\n" for d, kl in enumerate(kl_per_dim)))
+    log(f"evaluate {name}: wrote {out} and metrics/kl/{name}.csv ({result['n_test']} test "
+        f"images: mse {result['mse']:.5f}, elbo {result['elbo_bpd']:.3f}, iwae "
+        f"{result['iwae_bpd']:.3f} bits/dim, swd {_one(result['swd'])}, floor "
+        f"{result['swd_floor']:.1f}) in {timer}")
+
+
+def _one(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """render-figures stage: the README pictures of one dataset into figures/<dataset>/."""
 
+import json
+from pathlib import Path
+
 from toonvae import figures
 from toonvae.data import PreparedData
+from toonvae.errors import ToonvaeError
 from toonvae.model import load_model
 from toonvae.progress import log
 from toonvae.runtime import set_determinism
@@ -19,8 +23,14 @@ def main():
     figures.reconstructions(model, data.split("test"), f"{out}/reconstruction.png",
                             f.reconstructions, f.columns, p.seed)
     figures.noise_samples(model, f"{out}/noise.png", f.noise, f.columns, p.seed)
-    log(f"render-figures {name}: wrote samples.png, reconstruction.png, noise.png "
-        f"to {out}/ in {timer}")
+    kl_file, metrics_file = Path(f"metrics/kl/{name}.csv"), Path(f"metrics/{name}.json")
+    if not (kl_file.is_file() and metrics_file.is_file()):
+        raise ToonvaeError(f"{kl_file} or {metrics_file} missing; run the evaluate stage first")
+    kl = [float(row.split(",")[1]) for row in kl_file.read_text().splitlines()[1:]]
+    active = json.loads(metrics_file.read_text()).get("active_units")
+    figures.kl_per_dim(kl, active, f"{out}/kl_per_dim.png")
+    log(f"render-figures {name}: wrote samples.png, reconstruction.png, noise.png, "
+        f"kl_per_dim.png to {out}/ in {timer}")
 
 
 if __name__ == "__main__":

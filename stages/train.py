@@ -15,7 +15,8 @@ def main():
     t = p.train
     cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, beta=t.beta,
                       device=t.device, threads=t.threads, seed=p.seed,
-                      checkpoint_every=t.checkpoint_every)
+                      checkpoint_every=t.checkpoint_every,
+                      gmm_components=p.sampler.gmm_components)
     out = f"models/{name}/model.pt"
     result = train(f"data/prepared/{name}", out, f"metrics/curves/{name}",
                    model_cfg, cfg, checkpoint_path=f"checkpoints/{name}/last.pt")

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 from conftest import run
+from toonvae.swd import SlicedWasserstein
 
 pytestmark = pytest.mark.slow
 DATASETS = ("anime", "cartoon", "myfaces")
@@ -80,15 +82,31 @@ def test_repro_reproduce_and_experiment(repo_copy):
 
     for name in DATASETS:
         m = json.loads((repo / "metrics" / f"{name}.json").read_text())
-        for key in ("mse", "psnr", "ssim", "kl", "elbo_bpd"):
+        for key in ("mse", "psnr", "ssim", "kl", "elbo_bpd", "iwae_bpd", "swd", "swd_prior",
+                    "swd_gmm", "swd_floor"):
             assert isinstance(m[key], float) and math.isfinite(m[key]), (name, key)
         assert 0 < m["mse"] < 1 and 0 < m["ssim"] <= 1 and m["elbo_bpd"] > 0
+        assert 0 < m["iwae_bpd"] < m["elbo_bpd"] and m["iwae_k"] == 128
+        assert 0 <= m["active_units"] <= 4 and m["sampler"] == "gmm" and m["swd"] == m["swd_gmm"]
+        assert m["fid"] is None  # no Inception weights on this machine
+        attrs = [m[k] for k in ("attr_probe_acc", "attr_recon_acc", "attr_orig_acc",
+                                "attr_chance_acc")]
+        if name == "cartoon":
+            assert all(0 <= a <= 1 for a in attrs), attrs
+        else:
+            assert attrs == [None] * 4, (name, attrs)
+        kl_rows = (repo / "metrics" / "kl" / f"{name}.csv").read_text().splitlines()
+        assert kl_rows[0] == "dim,kl" and len(kl_rows) == 1 + 4
+        # Uniform noise must score worse than the model's samples against the same test images.
+        test = torch.from_numpy(np.load(repo / "data" / "prepared" / name / "test.npy")).float() / 255
+        noise = torch.rand((m["swd_images"], *test.shape[1:]), generator=torch.Generator().manual_seed(0))
+        assert SlicedWasserstein(test[:m["swd_images"]], seed=0)(noise) > 2 * m["swd"], name
         counts = (m["n_train"], m["n_val"], m["n_test"])
         if name == "myfaces":  # 64 faces + 4 broken image files, split before decoding
             assert sum(counts) == 64 and min(counts) >= 5, counts
         else:
             assert counts == (48, 6, 6), (name, counts)
-        for fig in ("samples", "reconstruction", "noise"):
+        for fig in ("samples", "reconstruction", "noise", "kl_per_dim"):
             im = Image.open(repo / "figures" / name / f"{fig}.png")
             assert im.format == "PNG" and im.width > 4 * 32
             assert np.asarray(im).std() > 5, f"{name}/{fig}.png is blank"
@@ -103,7 +121,8 @@ def test_repro_reproduce_and_experiment(repo_copy):
                                              "truncated": 1}
     assert json.loads((repo / "metrics" / "myfaces.json").read_text())["n_skipped"] == 4
     assert Image.open(repo / "figures" / "vae.png").width > 500
-    assert "anime" in dvc(["plots", "show", "--json"], repo).stdout
+    plots = dvc(["plots", "show", "--json"], repo).stdout
+    assert "figures/anime/reconstruction.png" in plots and "metrics/kl/cartoon.csv" in plots
     assert dvc(["status", "--json"], repo).stdout.strip() in ("{}", "")
 
     # Same params, same machine: a forced rerun reproduces every committed byte.

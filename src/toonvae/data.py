@@ -7,6 +7,7 @@ once to float. No worker processes, no per-image Python objects.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -31,6 +32,20 @@ class PreparedData:
             return np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise ToonvaeError(f"{path}: unreadable ({exc}); rerun the preprocess stage") from None
+
+    def attributes(self, split: str) -> np.ndarray | None:
+        """Integer labels (N x attributes, -1 where missing) in split order, or None."""
+        names = self.manifest.get("attributes") or []
+        path = self.root / "attributes.csv"
+        if not names or not path.is_file():
+            return None
+        n = int(self.manifest["counts"][split])
+        labels = np.full((n, len(names)), -1, dtype=np.int64)
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row["split"] == split:
+                    labels[int(row["index"])] = [int(row[a]) for a in names]
+        return labels
 
     @property
     def image_size(self) -> int:

@@ -62,6 +62,23 @@ def noise_samples(model: VAE, path: Path, n: int, columns: int, seed: int) -> No
     save_grid(model.sample(n, generator=generator), path, columns)
 
 
+def kl_per_dim(kl: list[float], active: int | None, path: Path) -> None:
+    """The KL of each latent dimension, largest first: how much each one carries."""
+    values = np.sort(np.asarray(kl, dtype=float))[::-1]
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
+    ax.bar(np.arange(len(values)), values, width=1.0, color=COLORS["latent"], edgecolor="none")
+    ax.set_xlabel("latent dimension, sorted by KL")
+    ax.set_ylabel("KL, nats per image")
+    ax.set_xlim(-0.5, len(values) - 0.5)
+    note = f"; {active} active units" if active is not None else ""
+    ax.set_title(f"KL per latent dimension on the test set: total {values.sum():.1f} nats{note}",
+                 fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata=PNG_META, bbox_inches="tight")
+    plt.close(fig)
+
+
 COLORS = {"input": "#f5d76e", "encoder": "#b8b8b8", "latent": "#e07bb0",
           "decoder": "#9fd68b", "output": "#f5d76e"}
 

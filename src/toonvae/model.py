@@ -163,6 +163,9 @@ class VAE(nn.Module):
         self.to_mu = nn.Linear(feat, cfg.latent_dim)
         self.to_logvar = nn.Linear(feat, cfg.latent_dim)
         self.log_scale = nn.Parameter(torch.full((1, 3, 1, 1), -2.0), requires_grad=False)
+        # The Gaussian mixture over posterior means (see toonvae.sampler), fitted after
+        # training and kept beside the weights: plain tensors, not parameters.
+        self.gmm: dict[str, torch.Tensor] | None = None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
@@ -181,12 +184,25 @@ class VAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x)[0])
 
+    def sample_latents(self, n: int, generator: torch.Generator | None = None,
+                       temperature: float = 1.0, sampler: str = "prior") -> torch.Tensor:
+        """``n`` latents (on the CPU) from the prior or from the fitted mixture."""
+        from toonvae.sampler import SAMPLERS, sample_latents
+
+        if sampler not in SAMPLERS:
+            raise ToonvaeError(f"sampler {sampler!r} is not allowed; expected one of "
+                               + ", ".join(SAMPLERS))
+        if sampler == "gmm" and self.gmm is None:
+            raise ToonvaeError("this model has no fitted mixture for sampler 'gmm'; "
+                               "retrain it or use sampler 'prior'")
+        return sample_latents(n, self.cfg.latent_dim, generator, temperature,
+                              self.gmm if sampler == "gmm" else None)
+
     @torch.inference_mode()
     def sample(self, n: int, generator: torch.Generator | None = None,
-               temperature: float = 1.0) -> torch.Tensor:
-        device = self.log_scale.device
-        z = torch.randn(n, self.cfg.latent_dim, generator=generator) * temperature
-        return self.decode(z.to(device))
+               temperature: float = 1.0, sampler: str = "prior") -> torch.Tensor:
+        z = self.sample_latents(n, generator, temperature, sampler)
+        return self.decode(z.to(self.log_scale.device))
 
 
 def build(cfg: ModelConfig) -> VAE:
@@ -229,6 +245,8 @@ def save_model(model: VAE, path, extra: dict | None = None) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     blob = {"format": FORMAT_VERSION, "config": model.cfg.to_dict(), "state_dict": state,
             **(extra or {})}
+    if model.gmm is not None:
+        blob["gmm"] = {k: v.detach().cpu() for k, v in model.gmm.items()}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
 
@@ -256,4 +274,20 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
     except RuntimeError as exc:
         raise ToonvaeError(f"{path}: weights do not match the architecture in the file "
                            f"({str(exc).splitlines()[0]}); retrain it") from None
+    model.gmm = _checked_gmm(blob.get("gmm"), model.cfg.latent_dim, path)
     return model.to(device).eval(), blob
+
+
+def _checked_gmm(gmm, latent_dim: int, path) -> dict[str, torch.Tensor] | None:
+    if gmm is None:
+        return None
+    try:
+        k = len(gmm["weights"])
+        ok = (gmm["means"].shape == (k, latent_dim)
+              and gmm["scale_tril"].shape == (k, latent_dim, latent_dim))
+    except (KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise ToonvaeError(f"{path}: its latent mixture does not fit latent_dim {latent_dim}; "
+                           "retrain it")
+    return gmm

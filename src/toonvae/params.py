@@ -127,6 +127,23 @@ class TrainParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     batch_size: int = field(default=250, metadata=_range(1, 65_536))
+    # The importance-weighted bound: k samples per image, on the first N test images.
+    iwae_samples: int = field(default=128, metadata=_range(1, 100_000))
+    iwae_images: int = field(default=1000, metadata=_range(1, 10_000_000))
+    # Images per set for the sliced Wasserstein distance (samples, test, train floor).
+    swd_images: int = field(default=1000, metadata=_range(2, 1_000_000))
+    # torch-fidelity's Inception weights; FID is computed only when this file is present
+    # and has the published sha256 (null: never).
+    fid_weights: typing.Optional[str] = field(
+        default="~/.cache/torch/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth",
+        metadata=_rule(bool, "a path to weights-inception-2015-12-05-6726825d.pth, or null"))
+
+
+@dataclass(frozen=True)
+class SamplerParams:
+    # prior: z ~ N(0, I); gmm: a Gaussian mixture fitted to the training posterior means.
+    kind: str = field(default="gmm", metadata=_one_of("prior", "gmm"))
+    gmm_components: int = field(default=10, metadata=_range(1, 1000))
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,7 @@ class Params:
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    sampler: SamplerParams = SamplerParams()
     figures: FiguresParams = FiguresParams()
 
     def dataset(self, name: str) -> DatasetParams:

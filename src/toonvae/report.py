@@ -9,8 +9,11 @@ from pathlib import Path
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 COLUMNS = [("mse", "mse ↓", "{:.5f}"), ("psnr", "psnr (dB) ↑", "{:.2f}"),
            ("ssim", "ssim ↑", "{:.3f}"), ("elbo_bpd", "elbo (bits/dim) ↓", "{:.3f}"),
-           ("kl", "kl (nats)", "{:.1f}"), ("n_train", "train images", "{}"),
-           ("n_test", "test images", "{}")]
+           ("iwae_bpd", "iwae (bits/dim) ↓", "{:.3f}"), ("kl", "kl (nats)", "{:.1f}"),
+           ("active_units", "active units", "{}"), ("swd", "swd ↓", "{:.1f}"),
+           ("swd_floor", "swd floor", "{:.1f}"), ("fid", "fid ↓", "{:.1f}"),
+           ("attr_probe_acc", "attr probe acc ↑", "{:.3f}"),
+           ("attr_recon_acc", "attr acc recon / orig", "{:.3f}"), ("n_test", "test images", "{}")]
 
 
 def results_table(metrics_dir: Path) -> str:
@@ -20,6 +23,9 @@ def results_table(metrics_dir: Path) -> str:
     for f in files:
         m = json.loads(f.read_text())
         cells = [fmt.format(m[key]) if m.get(key) is not None else "–" for key, _, fmt in COLUMNS]
+        if m.get("attr_orig_acc") is not None:  # recon accuracy next to the originals' ceiling
+            i = [c[0] for c in COLUMNS].index("attr_recon_acc")
+            cells[i] += " / " + "{:.3f}".format(m["attr_orig_acc"])
         lines.append(f"| {f.stem} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

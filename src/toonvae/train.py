@@ -16,6 +16,7 @@ from toonvae.errors import ToonvaeError
 from toonvae.model import VAE, ModelConfig, build, count_parameters, save_model
 from toonvae.progress import log, progress
 from toonvae.runtime import pick_device, set_determinism
+from toonvae.sampler import fit_gmm, posterior_means
 
 ARCH_LR = {"seed": 0.0005, "resnet": 0.002}  # the notebook's Adam lr; ours
 
@@ -30,6 +31,7 @@ class TrainConfig:
     threads: int
     seed: int
     checkpoint_every: int = 0  # also checkpoint every N batches (0: at each epoch's end only)
+    gmm_components: int = 10  # of the mixture fitted to posterior means after training
 
 
 def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
@@ -172,6 +174,8 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
                 + f" (recon {tr['recon']:.2f}, kl {tr['kl']:.2f})")
 
     fit_log_scale(model, val_set if len(val_set) else train_set, cfg.batch_size, device)
+    model.gmm = fit_gmm(posterior_means(model, train_set, cfg.batch_size, device),
+                        cfg.gmm_components, cfg.seed)
     save_model(model, model_path, extra={"train": {"epochs": cfg.epochs, "lr": lr,
                                                      "batch_size": cfg.batch_size,
                                                      "beta": cfg.beta, "seed": cfg.seed},

@@ -1,0 +1,104 @@
+"""How much of a face's attributes the model keeps, for datasets that label them.
+
+- ``probe_accuracy``: linear probes (scikit-learn logistic regression) from posterior
+  means to each attribute: is the attribute linearly readable from the latent code?
+- ``AttributeClassifier``: a small CNN, trained on real training images, that predicts
+  every attribute at once; its accuracy on reconstructions against its accuracy on the
+  originals says whether reconstructions keep the attributes a person would check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toonvae.data import batches, to_float
+
+
+def chance_accuracy(train_y: np.ndarray, test_y: np.ndarray) -> float:
+    """Mean over attributes of the accuracy of always answering the training majority."""
+    accs = []
+    for j in range(train_y.shape[1]):
+        tr, te = train_y[:, j], test_y[:, j]
+        tr, te = tr[tr >= 0], te[te >= 0]
+        if len(tr) and len(te):
+            accs.append(float(np.mean(te == np.bincount(tr).argmax())))
+    return float(np.mean(accs)) if accs else float("nan")
+
+
+def probe_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray,
+                   test_y: np.ndarray, seed: int) -> float:
+    """Mean over attributes of a linear probe's test accuracy (labels < 0 are missing)."""
+    from sklearn.linear_model import LogisticRegression  # slow import; evaluate only
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_z)
+    train_z, test_z = scaler.transform(train_z), scaler.transform(test_z)
+    accs = []
+    for j in range(train_y.shape[1]):
+        tr, te = train_y[:, j] >= 0, test_y[:, j] >= 0
+        if len(np.unique(train_y[tr, j])) < 2 or not te.any():
+            continue
+        probe = LogisticRegression(max_iter=2000, random_state=seed)
+        probe.fit(train_z[tr], train_y[tr, j])
+        accs.append(float(np.mean(probe.predict(test_z[te]) == test_y[te, j])))
+    return float(np.mean(accs)) if accs else float("nan")
+
+
+class AttributeClassifier(nn.Module):
+    """Three strided convs at 32 px, then one linear head per attribute."""
+
+    def __init__(self, classes: list[int]):
+        super().__init__()
+        self.classes = classes
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(128, sum(classes))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.shape[-1] != 32:
+            x = F.interpolate(x, size=(32, 32), mode="area")
+        return list(self.head(self.features(x)).split(self.classes, dim=1))
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, seed: int, device,
+                     epochs: int = 4, batch_size: int = 64) -> AttributeClassifier:
+    """Fit the classifier on uint8 images and integer labels (< 0: missing)."""
+    torch.manual_seed(seed)
+    classes = [int(max(labels[:, j].max(), 0)) + 1 for j in range(labels.shape[1])]
+    clf = AttributeClassifier(classes).to(device)
+    opt = torch.optim.Adam(clf.parameters(), lr=2e-3)
+    index = np.arange(len(images))
+    for epoch in range(epochs):
+        rng = np.random.default_rng([seed, epoch])
+        for idx in batches(index, batch_size, shuffle=True, rng=rng, drop_last=True):
+            x = to_float(images[idx], device)
+            y = torch.from_numpy(labels[idx]).long().to(device)
+            loss = sum(F.cross_entropy(logits, y[:, j], ignore_index=-1)
+                       for j, logits in enumerate(clf(x)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return clf.eval()
+
+
+@torch.inference_mode()
+def predict(clf: AttributeClassifier, x: torch.Tensor) -> np.ndarray:
+    """Predicted class of every attribute for float images ``x``: (N x attributes)."""
+    return torch.stack([logits.argmax(1) for logits in clf(x)], dim=1).cpu().numpy()
+
+
+def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over attributes of the accuracy on the labelled images (labels < 0: missing)."""
+    accs = [float(np.mean(pred[labels[:, j] >= 0, j] == labels[labels[:, j] >= 0, j]))
+            for j in range(labels.shape[1]) if (labels[:, j] >= 0).any()]
+    return float(np.mean(accs)) if accs else float("nan")
+
+
+def classifier_accuracy(clf: AttributeClassifier, x: torch.Tensor, labels: np.ndarray) -> float:
+    return accuracy(predict(clf, x), labels)

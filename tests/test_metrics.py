@@ -1,0 +1,139 @@
+"""The evaluation metrics against their definitions: bounds, distances, probes."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from toonvae import attributes, metrics
+from toonvae.errors import ToonvaeError
+from toonvae.fid import frechet_distance, weights_problem
+from toonvae.model import ModelConfig, build, load_model, save_model
+from toonvae.prepare import prepare
+from toonvae.sampler import fit_gmm, sample_latents
+from toonvae.sources.synthetic import generate
+from toonvae.swd import SlicedWasserstein, _blur, swd
+
+TINY = ModelConfig("resnet", 32, 6, channels=(8, 8, 16, 16))
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """Prepared synthetic cartoon faces at 32 px: (train, test) uint8 arrays."""
+    root = tmp_path_factory.mktemp("faces")
+    generate("cartoon", root / "raw", 240, seed=0, size=64, workers=1)
+    prepare(root / "raw", root / "prepared", image_size=32, crop="box",
+            box=(0.1, 0.08, 0.9, 0.88), val_fraction=0.0, test_fraction=0.5, min_side=16,
+            seed=0, workers=1)
+    return np.load(root / "prepared" / "train.npy"), np.load(root / "prepared" / "test.npy")
+
+
+def test_iwae_is_below_the_elbo_and_tightens_with_k(faces):
+    torch.manual_seed(0)
+    model = build(TINY).eval()
+    test = faces[1][:40]
+    elbo = metrics.reconstruction_metrics(model, test, 64, seed=0)["elbo_bpd"]
+    bounds = [metrics.iwae_bpd(model, test, k, 256, seed=0) for k in (1, 10, 100)]
+    assert abs(bounds[0] - elbo) < 0.01 * elbo  # k = 1 is the ELBO
+    assert bounds[2] < bounds[1] < bounds[0]
+    assert bounds[2] < elbo
+
+
+def test_active_units_count_dimensions_whose_mean_varies(faces):
+    torch.manual_seed(0)
+    model = build(TINY).eval()
+    with torch.no_grad():
+        model.to_mu.weight[:2] *= 1000.0  # two dimensions that follow the input
+        model.to_mu.weight[2:] = 0.0  # four that ignore it
+    r = metrics.reconstruction_metrics(model, faces[1][:50], 64, seed=0)
+    assert r["active_units"] == 2
+    assert len(r["kl_per_dim"]) == 6 and abs(sum(r["kl_per_dim"]) - r["kl"]) < 1e-3 * r["kl"]
+
+
+def as_float(a):
+    return torch.from_numpy(a).float() / 255
+
+
+def test_swd_zero_for_a_set_with_itself_larger_for_blur_and_noise(faces):
+    train, test = as_float(faces[0][:100]), as_float(faces[1][:100])
+    ref = SlicedWasserstein(test, seed=3)
+    assert ref(test) == 0.0
+    floor = ref(train)
+    blurred = ref(_blur(_blur(train)))
+    noise = ref(torch.rand_like(train))
+    assert 0 < floor < blurred < noise
+    assert swd(train, test, seed=3) == pytest.approx(floor)
+
+
+def test_frechet_distance_matches_a_direct_scipy_computation():
+    class Project(torch.nn.Module):  # a fixed random feature map, in place of Inception
+        num_features = 12
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.randn(3 * 8 * 8, 12, generator=torch.Generator().manual_seed(1))
+
+        def forward(self, x):
+            return x.flatten(1) @ self.w
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(300, 3, 8, 8, generator=g)
+    fake = torch.rand(300, 3, 8, 8, generator=g) ** 1.5
+    feature = Project()
+    got = frechet_distance(real, fake, 64, feature=feature)
+    a, b = (feature(x).double().numpy() for x in (real, fake))
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    want = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * covmean)
+    assert got == pytest.approx(want, rel=1e-6)
+    assert frechet_distance(real, real, 64, feature=feature) == pytest.approx(0, abs=1e-6)
+
+
+def test_fid_weights_are_used_only_when_present_and_genuine(tmp_path):
+    assert "no Inception weights at" in weights_problem(str(tmp_path / "missing.pth"))
+    fake = tmp_path / "weights.pth"
+    fake.write_bytes(b"not the weights")
+    assert "not the FID weights" in weights_problem(str(fake))
+    assert weights_problem(None) == "evaluate.fid_weights is null"
+
+
+def test_gmm_sampler_follows_the_posterior_means_and_survives_save_load(tmp_path):
+    rng = np.random.default_rng(0)
+    means = np.concatenate([rng.normal(-5, 0.1, (200, 6)), rng.normal(5, 0.1, (100, 6))])
+    gmm = fit_gmm(means, components=2, seed=0)
+    z = sample_latents(3000, 6, torch.Generator().manual_seed(0), gmm=gmm)
+    assert abs((z[:, 0] > 0).float().mean().item() - 1 / 3) < 0.03
+    assert z[:, 0].abs().min() > 4  # nothing between the clusters, unlike the prior
+    model = build(TINY)
+    model.gmm = gmm
+    save_model(model, tmp_path / "m" / "model.pt")
+    loaded, _ = load_model(tmp_path / "m")
+    a = loaded.sample(4, torch.Generator().manual_seed(1), sampler="gmm")
+    b = model.sample(4, torch.Generator().manual_seed(1), sampler="gmm")
+    assert torch.equal(a, b)
+    loaded.gmm = None
+    with pytest.raises(ToonvaeError, match="no fitted mixture"):
+        loaded.sample(4, sampler="gmm")
+
+
+def test_linear_probe_reads_a_linearly_coded_attribute():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(400, 8))
+    y = np.stack([(z[:, 0] > 0).astype(int), rng.integers(0, 3, 400)], axis=1)
+    y[::7, 1] = -1  # missing labels are skipped
+    acc = attributes.probe_accuracy(z[:300], y[:300], z[300:], y[300:], seed=0)
+    assert 0.6 < acc < 0.8  # attribute 0 near 1.0, attribute 1 (noise) near 1/3
+    assert attributes.chance_accuracy(y[:300], y[300:]) < 0.6
+
+
+def test_attribute_classifier_learns_real_labels():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=(256, 1))
+    images = np.zeros((256, 3, 32, 32), np.uint8)
+    images[labels[:, 0] == 1, 0] = 200  # red faces
+    images[labels[:, 0] == 0, 2] = 200  # blue faces
+    images += rng.integers(0, 40, images.shape, dtype=np.uint8)
+    clf = attributes.train_classifier(images[:192], labels[:192], seed=0, device="cpu", epochs=3)
+    x = torch.from_numpy(images[192:]).float() / 255
+    assert attributes.classifier_accuracy(clf, x, labels[192:]) == 1.0
+    assert attributes.classifier_accuracy(clf, x.flip(1), labels[192:]) == 0.0  # colours swapped
