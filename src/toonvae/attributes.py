@@ -48,7 +48,8 @@ def probe_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray,
 
 
 class AttributeClassifier(nn.Module):
-    """Three strided convs at 32 px, then one linear head per attribute."""
+    """Three strided convs at 32 px, global max pooling (small parts such as eyes and
+    glasses must not be averaged away), then one linear head per attribute."""
 
     def __init__(self, classes: list[int]):
         super().__init__()
@@ -57,7 +58,7 @@ class AttributeClassifier(nn.Module):
             nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            nn.AdaptiveMaxPool2d(1), nn.Flatten())
         self.head = nn.Linear(128, sum(classes))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -67,7 +68,7 @@ class AttributeClassifier(nn.Module):
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, seed: int, device,
-                     epochs: int = 4, batch_size: int = 64) -> AttributeClassifier:
+                     epochs: int = 8, batch_size: int = 64) -> AttributeClassifier:
     """Fit the classifier on uint8 images and integer labels (< 0: missing)."""
     torch.manual_seed(seed)
     classes = [int(max(labels[:, j].max(), 0)) + 1 for j in range(labels.shape[1])]
