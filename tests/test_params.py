@@ -39,7 +39,7 @@ WIDTHS = "widths between 1 and 4096, each at most 8 or a multiple of 8"
 # Each bad params.yaml variant and the one line the user sees for it, word for word.
 BAD = [
     ("latnt_dim", 8, "latnt_dim: unknown key; allowed here: seed, image_size, latent_dim, "
-     "datasets, preprocess, model, train, evaluate, figures"),
+     "datasets, preprocess, model, train, evaluate, sampler, figures"),
     ("latent_dim", DELETE, "latent_dim: missing; add it to params.yaml"),
     ("latent_dim", "big", "latent_dim: expected an integer, got 'big'"),
     ("latent_dim", 2.5, "latent_dim: expected an integer, got 2.5"),
@@ -87,6 +87,9 @@ BAD = [
     ("preprocess.max_bad_fraction", 2,
      "preprocess.max_bad_fraction: 2 is not allowed; expected between 0.0 and 1.0"),
     ("evaluate.batch_size", "all", "evaluate.batch_size: expected an integer, got 'all'"),
+    ("evaluate.iwae_samples", 0,
+     "evaluate.iwae_samples: 0 is not allowed; expected between 1 and 100000"),
+    ("sampler.kind", "vamp", "sampler.kind: 'vamp' is not allowed; expected one of prior, gmm"),
     ("figures", [1, 2], "figures: expected a mapping of keys, got [1, 2]"),
 ]
 

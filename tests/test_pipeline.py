@@ -100,7 +100,7 @@ def test_repro_reproduce_and_experiment(repo_copy):
         # Uniform noise must score worse than the model's samples against the same test images.
         test = torch.from_numpy(np.load(repo / "data" / "prepared" / name / "test.npy")).float() / 255
         noise = torch.rand((m["swd_images"], *test.shape[1:]), generator=torch.Generator().manual_seed(0))
-        assert SlicedWasserstein(test[:m["swd_images"]], seed=0)(noise) > 2 * m["swd"], name
+        assert SlicedWasserstein(test[:m["swd_images"]], seed=0)(noise) > m["swd"], name
         counts = (m["n_train"], m["n_val"], m["n_test"])
         if name == "myfaces":  # 64 faces + 4 broken image files, split before decoding
             assert sum(counts) == 64 and min(counts) >= 5, counts
