@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from toonvae import figures
+from toonvae import figures, latent_figures
 from toonvae.data import PreparedData
 from toonvae.errors import ToonvaeError
 from toonvae.model import load_model
@@ -29,8 +29,23 @@ def main():
     kl = [float(row.split(",")[1]) for row in kl_file.read_text().splitlines()[1:]]
     active = json.loads(metrics_file.read_text()).get("active_units")
     figures.kl_per_dim(kl, active, f"{out}/kl_per_dim.png")
-    log(f"render-figures {name}: wrote samples.png, reconstruction.png, noise.png, "
-        f"kl_per_dim.png to {out}/ in {timer}")
+    figures.curves(f"metrics/curves/{name}", f"{out}/curves.png")
+    test = data.split("test")
+    latent_figures.interpolation(model, test, f"{out}/interpolation.png",
+                                 f.interpolation_pairs, f.interpolation_steps, p.seed)
+    latent_figures.traversal(model, test, kl, f"{out}/traversal.png", f.traversal_dims,
+                             f.traversal_steps, p.seed)
+    latent_figures.temperature(model, f"{out}/temperature.png", f.columns, f.temperatures,
+                               p.seed)
+    written = ["samples", "reconstruction", "noise", "kl_per_dim", "curves", "interpolation",
+               "traversal", "temperature"]
+    train_y, test_y = data.attributes("train"), data.attributes("test")
+    if train_y is not None and test_y is not None and latent_figures.attribute_vectors(
+            model, data.split("train"), train_y, test, test_y, data.manifest["attributes"],
+            f.attributes, f"{out}/attributes.png", f.attribute_faces, p.seed):
+        written.append("attributes")
+    log(f"render-figures {name}: wrote {len(written)} figures ({', '.join(written)}) "
+        f"to {out}/ in {timer}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ def toonvae_imports(script: Path) -> set[Path]:
     todo = [Path(script)]
     while todo:
         tree = ast.parse(todo.pop().read_text())
+        # A module's lazy attributes (PEP 562 __getattr__) import only when a caller asks.
+        tree.body = [n for n in tree.body
+                     if not (isinstance(n, ast.FunctionDef) and n.name == "__getattr__")]
         for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.Import):

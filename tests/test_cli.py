@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from toonvae.api import load
+import toonvae
 from toonvae.cli import main
 from toonvae.prepare import prepare
 from toonvae.sources.synthetic import generate
@@ -78,7 +78,7 @@ def test_reconstruct_and_interpolate_take_any_image_files(project, capsys, tmp_p
 
 def test_python_api(project):
     root, faces = project
-    vae = load(root / "models" / "cartoon")
+    vae = toonvae.load(root / "models" / "cartoon")
     assert vae.preprocess["crop"] == "box"  # read from the prepared data's manifest
     assert vae.sample(4).shape == (4, 3, 32, 32)
     z = vae.encode(faces)

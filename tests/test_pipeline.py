@@ -106,7 +106,10 @@ def test_repro_reproduce_and_experiment(repo_copy):
             assert sum(counts) == 64 and min(counts) >= 5, counts
         else:
             assert counts == (48, 6, 6), (name, counts)
-        for fig in ("samples", "reconstruction", "noise", "kl_per_dim"):
+        figs = ["samples", "reconstruction", "noise", "kl_per_dim", "curves", "interpolation",
+                "traversal", "temperature"] + (["attributes"] if name == "cartoon" else [])
+        assert sorted(p.stem for p in (repo / "figures" / name).glob("*.png")) == sorted(figs)
+        for fig in figs:
             im = Image.open(repo / "figures" / name / f"{fig}.png")
             assert im.format == "PNG" and im.width > 4 * 32
             assert np.asarray(im).std() > 5, f"{name}/{fig}.png is blank"

@@ -20,6 +20,7 @@ import torch
 from toonvae.errors import ToonvaeError
 from toonvae.model import load_model
 from toonvae.prepare import load_image
+from toonvae.sampler import slerp
 
 
 class TrainedVAE:
@@ -99,14 +100,6 @@ class TrainedVAE:
         za, zb = self.encode(a)[:1], self.encode(b)[:1]
         t = torch.linspace(0, 1, steps)[:, None]
         return self.decode(slerp(za, zb, t) if spherical else (1 - t) * za + t * zb)
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation, the right path between Gaussian samples (norms stay typical)."""
-    omega = torch.arccos((a / a.norm() * b / b.norm()).sum().clamp(-1.0, 1.0))
-    if omega.abs() < 1e-6:
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> TrainedVAE:

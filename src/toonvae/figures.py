@@ -62,6 +62,57 @@ def noise_samples(model: VAE, path: Path, n: int, columns: int, seed: int) -> No
     save_grid(model.sample(n, generator=generator), path, columns)
 
 
+def labelled_rows(rows: list[torch.Tensor], labels: list[str], path: Path,
+                  title: str | None = None) -> None:
+    """Rows of images, each with its label on the left (matplotlib, nearest-neighbour)."""
+    size = rows[0].shape[-1]
+    scale = max(1, 64 // size)  # small images are enlarged to be seen
+    grids = [make_grid(r.detach().float().cpu().clamp(0, 1), nrow=len(r), padding=2,
+                       pad_value=1.0).permute(1, 2, 0).numpy() for r in rows]
+    width = max(g.shape[1] for g in grids) * scale / 100
+    height = sum(g.shape[0] for g in grids) * scale / 100
+    fig, axes = plt.subplots(len(grids), 1, figsize=(width + 1.4, height + (0.3 if title else 0)),
+                             dpi=100, squeeze=False)
+    for ax, grid, label in zip(axes[:, 0], grids, labels, strict=True):
+        ax.imshow(grid, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=1.3 / (width + 1.4), right=0.995, top=0.93 if title else 0.995,
+                        bottom=0.005, hspace=0.05)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata=PNG_META)
+    plt.close(fig)
+
+
+def curves(curves_dir: Path, path: Path) -> None:
+    """Training curves from dvclive's files: loss, reconstruction and KL per epoch."""
+    base = Path(curves_dir) / "plots" / "metrics"
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=100)
+    for ax, key, title in zip(axes, ("loss", "recon", "kl"),
+                              ("negative ELBO (nats/image)", "reconstruction term", "KL (nats)"),
+                              strict=True):
+        for split, color in (("train", "#3b6fb6"), ("val", "#e07b39")):
+            tsv = base / split / f"{key}.tsv"
+            if not tsv.is_file():
+                continue
+            rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:]]
+            epochs = [int(r[0]) + 1 for r in rows]
+            ax.plot(epochs, [float(r[1]) for r in rows], "o-", color=color, label=split, ms=3)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].legend(frameon=False)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata=PNG_META)
+    plt.close(fig)
+
+
 def kl_per_dim(kl: list[float], active: int | None, path: Path) -> None:
     """The KL of each latent dimension, largest first: how much each one carries."""
     values = np.sort(np.asarray(kl, dtype=float))[::-1]

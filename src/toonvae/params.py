@@ -152,6 +152,15 @@ class FiguresParams:
     reconstructions: int = field(default=8, metadata=_range(1, 256))
     noise: int = field(default=32, metadata=_range(1, 1024))
     columns: int = field(default=8, metadata=_range(1, 64))
+    interpolation_pairs: int = field(default=4, metadata=_range(1, 32))
+    interpolation_steps: int = field(default=8, metadata=_range(2, 32))
+    traversal_dims: int = field(default=8, metadata=_range(1, 64))
+    traversal_steps: int = field(default=9, metadata=_range(2, 32))
+    temperatures: tuple[float, float, float] = field(default=(0.5, 0.7, 1.0), metadata=_rule(
+        lambda v: all(0 < t <= 5 for t in v), "three temperatures above 0 and at most 5"))
+    # Attribute vectors of these attributes (where the dataset labels them).
+    attributes: tuple[str, str, str] = ("glasses", "facial_hair", "hair_color")
+    attribute_faces: int = field(default=4, metadata=_range(1, 16))
 
 
 @dataclass(frozen=True)

@@ -47,3 +47,12 @@ def sample_latents(n: int, latent_dim: int, generator: torch.Generator | None = 
         return eps
     comp = torch.multinomial(gmm["weights"], n, replacement=True, generator=generator)
     return gmm["means"][comp] + (gmm["scale_tril"][comp] @ eps[..., None]).squeeze(-1)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation: the path between Gaussian samples along which the norm
+    stays typical (a straight line passes through the unlikely region near zero)."""
+    omega = torch.arccos((a / a.norm() * b / b.norm()).sum().clamp(-1.0, 1.0))
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
