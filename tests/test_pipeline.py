@@ -79,6 +79,14 @@ def test_repro_reproduce_and_experiment(repo_copy):
     assert stages_run(out.stdout) == {f"{s}@{d}" for s in ("download", "preprocess", "train",
                                                            "evaluate", "render-figures")
                                       for d in DATASETS} | {"render-architecture"}
+    # Each stage ends with one line: what it wrote, how many, how long.
+    log = out.stdout + out.stderr
+    for line in (r"download anime: wrote 60 images \(synthetic\) to data/raw/anime/",
+                 r"preprocess cartoon: wrote 48/6/6 train/val/test images of 32 px",
+                 r"train anime: wrote models/anime/model.pt after 2 epochs on 48 images",
+                 r"evaluate cartoon: wrote metrics/cartoon.json and metrics/kl/cartoon.csv",
+                 r"render-figures cartoon: wrote 9 figures", r"render-architecture: wrote"):
+        assert re.search(line + r".* in \d+\.\ds", log), line
 
     for name in DATASETS:
         m = json.loads((repo / "metrics" / f"{name}.json").read_text())
