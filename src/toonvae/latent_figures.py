@@ -11,7 +11,7 @@ import torch
 from toonvae.data import to_float
 from toonvae.figures import labelled_rows, pick, save_grid
 from toonvae.model import VAE
-from toonvae.sampler import slerp
+from toonvae.sampler import posterior_means, slerp
 
 
 @torch.inference_mode()
@@ -83,7 +83,7 @@ def attribute_vectors(model: VAE, train: np.ndarray, train_y: np.ndarray, test: 
     minus that of its most common value, added to test faces that have the most common
     one. Each face is shown reconstructed, then with 1x and 2x the vector added. Returns
     the row labels."""
-    train_mu = _means_batched(model, train)
+    train_mu = torch.from_numpy(posterior_means(model, train, 500, model.log_scale.device))
     rows, labels = [], []
     for attr in wanted:
         if attr not in names:
@@ -107,6 +107,3 @@ def attribute_vectors(model: VAE, train: np.ndarray, train_y: np.ndarray, test: 
                       "attribute vector (mean code of value b minus mean code of value a)")
     return labels
 
-
-def _means_batched(model: VAE, images: np.ndarray, batch: int = 500) -> torch.Tensor:
-    return torch.cat([_means(model, images[i:i + batch]) for i in range(0, len(images), batch)])
