@@ -15,7 +15,7 @@ from toonvae.stage import dataset_stage, run
 
 def main():
     name, p, timer = dataset_stage(__doc__)
-    set_determinism(p.seed, p.train.threads)
+    set_determinism(p.seed, p.train.threads, p.train.deterministic)
     device = pick_device(p.train.device)
     model, _ = load_model(f"models/{name}", device)
     data = PreparedData(f"data/prepared/{name}")

@@ -14,7 +14,7 @@ from toonvae.stage import dataset_stage, run
 
 def main():
     name, p, timer = dataset_stage(__doc__)
-    set_determinism(p.seed, p.train.threads)
+    set_determinism(p.seed, p.train.threads, p.train.deterministic)
     f = p.figures
     data = PreparedData(f"data/prepared/{name}")
     model, _ = load_model(f"models/{name}")

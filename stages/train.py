@@ -16,7 +16,8 @@ def main():
     cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, beta=t.beta,
                       device=t.device, threads=t.threads, seed=p.seed,
                       checkpoint_every=t.checkpoint_every,
-                      gmm_components=p.sampler.gmm_components)
+                      gmm_components=p.sampler.gmm_components,
+                      precision=t.precision, deterministic=t.deterministic)
     out = f"models/{name}/model.pt"
     result = train(f"data/prepared/{name}", out, f"metrics/curves/{name}",
                    model_cfg, cfg, checkpoint_path=f"checkpoints/{name}/last.pt")

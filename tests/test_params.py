@@ -56,9 +56,12 @@ BAD = [
     ("train.lr", float("nan"), "train.lr: expected a finite number, got nan"),
     ("train.device", "tpu", "train.device: 'tpu' is not allowed; expected one of auto, cpu, cuda, mps"),
     ("train.epoch", 3, "train.epoch: unknown key; allowed here: epochs, batch_size, lr, beta, "
-     "device, threads, checkpoint_every"),
+     "device, threads, checkpoint_every, precision, deterministic"),
     ("train.checkpoint_every", -5,
      "train.checkpoint_every: -5 is not allowed; expected between 0 and 10000000"),
+    ("train.precision", "fp16",
+     "train.precision: 'fp16' is not allowed; expected one of auto, fp32, bf16"),
+    ("train.deterministic", "yes", "train.deterministic: expected true or false, got 'yes'"),
     ("model.arch", "unet", "model.arch: 'unet' is not allowed; expected one of resnet, seed"),
     ("model.channels", [8, 16], "model.channels: expected a list of 4 numbers, got [8, 16]"),
     ("model.channels", [12, 24, 48, 96],

@@ -1,14 +1,21 @@
-"""Prepared splits, memory-mapped, and a batch iterator over them.
+"""Prepared splits on disk, read a batch at a time, and a batch iterator over them.
 
 The arrays are small uint8 images, so the fastest loader is no DataLoader at all:
-gather a sorted index batch from the memory map (sequential-ish reads), convert
-once to float. No worker processes, no per-image Python objects.
+gather a sorted index batch with positional reads (runs of neighbours in one read),
+convert once to float. No worker processes, no per-image Python objects.
+
+Why positional reads and not ``np.load(mmap_mode="r")``: every page of a memory map
+that was read stays in the process's resident set until it is unmapped, so one epoch
+over a memory-mapped split grows RSS by the whole file. ``os.pread`` goes through the
+same page cache (repeat epochs read from RAM) but leaves RSS flat as data grows
+(``benchmarks/memory_bench.py`` measures it).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +33,8 @@ class PreparedData:
                                "run the preprocess stage first")
         self.manifest = json.loads(manifest.read_text())
 
-    def split(self, name: str) -> np.ndarray:
-        path = self.root / f"{name}.npy"
-        try:
-            return np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise ToonvaeError(f"{path}: unreadable ({exc}); rerun the preprocess stage") from None
+    def split(self, name: str) -> "ImageRows":
+        return ImageRows(self.root / f"{name}.npy")
 
     def attributes(self, split: str) -> np.ndarray | None:
         """Integer labels (N x attributes, -1 where missing) in split order, or None."""
@@ -52,23 +55,107 @@ class PreparedData:
         return int(self.manifest["image_size"])
 
 
+class ImageRows:
+    """The images of a ``.npy`` file (N x 3 x S x S uint8), read on indexing.
+
+    ``rows[i]``, ``rows[a:b]`` and ``rows[index_array]`` return fresh, writable numpy
+    arrays; nothing else of the file is held in memory.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                self._offset = f.tell()
+            size = self.path.stat().st_size
+        except (OSError, ValueError) as exc:
+            raise ToonvaeError(f"{self.path}: unreadable ({exc}); rerun the preprocess "
+                               "stage") from None
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self._row_shape = self.shape[1:]
+        self._row_bytes = int(np.prod(self._row_shape)) * self.dtype.itemsize
+        if fortran or len(self.shape) != 4 or size < self._offset + len(self) * self._row_bytes:
+            raise ToonvaeError(f"{self.path}: not a prepared image array (shape {self.shape}, "
+                               f"{size} bytes); rerun the preprocess stage")
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __del__(self):
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step == 1:
+                return self._read_run(start, max(stop - start, 0))
+            key = np.arange(start, stop, step)
+        if np.isscalar(key):
+            i = int(key)
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"index {i} is out of range for {len(self)} images")
+            return self._read_run(i % len(self), 1)[0]
+        index = np.asarray(key, dtype=np.int64)
+        if index.ndim != 1:
+            raise IndexError("images are indexed by an int, a slice or a 1-d index array")
+        if len(index) and (index.min() < -len(self) or index.max() >= len(self)):
+            raise IndexError(f"an index is out of range for {len(self)} images")
+        index = index % max(len(self), 1)
+        unique, inverse = np.unique(index, return_inverse=True)
+        out = np.empty((len(unique), *self._row_shape), self.dtype)
+        # Read each run of consecutive rows with one call.
+        breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+        for run in np.split(np.arange(len(unique)), breaks):
+            if len(run):
+                out[run[0]:run[-1] + 1] = self._read_run(int(unique[run[0]]), len(run))
+        return out if np.array_equal(unique, index) else out[inverse]
+
+    def _read_run(self, first: int, count: int) -> np.ndarray:
+        out = np.empty((count, *self._row_shape), self.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        want, pos, done = count * self._row_bytes, self._offset + first * self._row_bytes, 0
+        while done < want:
+            got = os.preadv(self._fd, [view[done:]], pos + done)
+            if got == 0:
+                raise ToonvaeError(f"{self.path}: the file ended early; rerun the preprocess "
+                                   "stage")
+            done += got
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        """The whole split, read into memory (used by tests and small splits only)."""
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+
 def to_float(batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 N x 3 x S x S -> float32 in [0, 1] on ``device``."""
-    # np.require copies read-only memory-map slices: torch wants writable arrays.
+    """uint8 N x 3 x S x S (numpy, or a tensor already on a device) -> float32 in [0, 1]."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device).float().div_(255.0)
+    # np.require copies read-only views (numpy memory maps): torch wants writable arrays.
     return torch.from_numpy(np.require(batch, np.uint8, ["C", "W"])).to(device).float().div_(255.0)
 
 
 def batches(array: np.ndarray, batch_size: int, *, shuffle: bool = False,
             rng: np.random.Generator | None = None, drop_last: bool = False, start: int = 0):
-    """Yield uint8 numpy batches; shuffled with ``rng`` when asked (one permutation per call).
+    """Yield uint8 batches of ``array`` (numpy-indexable, or a tensor: tensor batches on its
+    device); shuffled with ``rng`` when asked (one permutation per call).
 
     ``start`` skips the first batches of that order without reading them (a resumed epoch).
     """
     n = len(array)
     order = rng.permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
+    on_device = isinstance(array, torch.Tensor)
     for first in range(start * batch_size, stop, batch_size):
         idx = order[first:first + batch_size]
         if shuffle:
-            idx = np.sort(idx)  # sorted reads are faster on a memory map; order within a batch is irrelevant
-        yield array[idx]
+            idx = np.sort(idx)  # sorted reads coalesce; order within a batch is irrelevant
+        yield array[torch.from_numpy(idx).to(array.device)] if on_device else array[idx]

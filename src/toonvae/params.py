@@ -122,6 +122,11 @@ class TrainParams:
     threads: int = field(default=0, metadata=_range(0, 1024))
     # Checkpoint every N batches as well as after each epoch (0: after each epoch only).
     checkpoint_every: int = field(default=0, metadata=_range(0, 10_000_000))
+    # auto: bf16 autocast on CUDA (the KL and likelihood stay fp32), fp32 elsewhere.
+    precision: str = field(default="auto", metadata=_one_of("auto", "fp32", "bf16"))
+    # true: deterministic kernels, the same bytes on every run (the committed results);
+    # false: lets cuDNN pick the fastest kernels (GPU speed, run-to-run noise).
+    deterministic: bool = True
 
 
 @dataclass(frozen=True)

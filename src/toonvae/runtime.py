@@ -1,7 +1,8 @@
-"""Where code runs and how repeatable it is: device choice, seeds, threads."""
+"""Where code runs and how repeatable it is: device choice, seeds, threads, precision."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -11,15 +12,39 @@ import torch
 from toonvae.errors import ToonvaeError
 
 
-def set_determinism(seed: int, threads: int = 0) -> None:
-    """Seed every RNG and ask torch for deterministic kernels."""
+def set_determinism(seed: int, threads: int = 0, deterministic: bool = True) -> None:
+    """Seed every RNG; with ``deterministic``, ask torch for deterministic kernels, else
+    let cuDNN benchmark and pick the fastest ones."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if threads:
         torch.set_num_threads(threads)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 on CUDA devices that have it, else fp32."""
+    if precision == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device):
+    """The forward pass's context: bf16 autocast, or nothing for fp32. Losses cast to
+    fp32 themselves (``toonvae.losses``), so the KL and the likelihood never run in bf16."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def use_channels_last(device: torch.device) -> bool:
+    """NHWC memory layout: what tensor-core convolutions want on CUDA. On the CPU it
+    measured within noise (benchmarks/train_bench.py), so there it stays NCHW."""
+    return device.type == "cuda"
 
 
 def pick_device(name: str) -> torch.device:

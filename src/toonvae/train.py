@@ -11,14 +11,17 @@ import torch
 
 from toonvae import losses
 from toonvae.checkpoint import Checkpointer, Position, data_digest
-from toonvae.data import PreparedData, batches, to_float
+from toonvae.data import ImageRows, PreparedData, batches, to_float
 from toonvae.errors import ToonvaeError
 from toonvae.model import VAE, ModelConfig, build, count_parameters, save_model
 from toonvae.progress import log, progress
-from toonvae.runtime import pick_device, set_determinism
+from toonvae.runtime import (autocast, pick_device, resolve_precision, set_determinism,
+                             use_channels_last)
 from toonvae.sampler import fit_gmm, posterior_means
 
 ARCH_LR = {"seed": 0.0005, "resnet": 0.002}  # the notebook's Adam lr; ours
+SYNC_EVERY = 32  # batches between loss read-backs on a GPU
+DEVICE_DATA_FRACTION = 0.5  # put a split in GPU memory when it takes at most this much free memory
 
 
 @dataclass(frozen=True)
@@ -32,17 +35,25 @@ class TrainConfig:
     seed: int
     checkpoint_every: int = 0  # also checkpoint every N batches (0: at each epoch's end only)
     gmm_components: int = 10  # of the mixture fitted to posterior means after training
+    precision: str = "auto"  # auto, fp32 or bf16 (see runtime.resolve_precision)
+    deterministic: bool = True
 
 
 def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
               optimizer=None, rng=None, epoch: int = 0, desc: str = "",
-              start: Position | None = None, after_step=None) -> dict:
+              start: Position | None = None, after_step=None, precision: str = "fp32",
+              channels_last: bool = False, sync_every: int | None = None) -> dict:
     """One pass over ``array``; trains when an optimizer is given. Returns mean losses.
 
+    ``array`` is a split on disk (``ImageRows``) or a uint8 tensor already on ``device``.
     ``start`` resumes an epoch after its first ``start.step`` batches, with the running
     sums it had then; ``after_step(step, totals, seen)`` is called after each batch.
+    The losses are read back (and checked for NaN) every ``sync_every`` batches; by
+    default every batch on the CPU and every ``SYNC_EVERY`` on a GPU, so the host does not
+    wait for the device in between. A checkpointing ``after_step`` forces every batch.
     """
     training = optimizer is not None
+    device = torch.device(device)
     model.train(training)
     start = start or Position(epoch)
     totals = np.array(start.totals, dtype=np.float64)
@@ -50,6 +61,25 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
     n_batches = math.ceil(len(array) / cfg.batch_size)
     if training and len(array) >= cfg.batch_size:
         n_batches = len(array) // cfg.batch_size
+    if sync_every is None:
+        sync_every = 1 if device.type == "cpu" else SYNC_EVERY
+    if after_step is not None:
+        sync_every = 1  # a checkpoint must never hold weights past an unchecked loss
+    pending: list[tuple[int, int, torch.Tensor]] = []  # (step, images, [loss, recon, kl])
+
+    def read_back():
+        nonlocal totals, seen
+        values = torch.stack([v for _, _, v in pending]).cpu().double().numpy()
+        for (step, n, _), row in zip(pending, values):
+            if not np.isfinite(row[0]):
+                raise _nonfinite(float(row[0]), epoch, step, n_batches, optimizer)
+            totals += n * row
+            seen += n
+            if after_step is not None:
+                after_step(step + 1, totals, seen)
+        bar.update(len(pending))
+        pending.clear()
+
     bar = progress(total=n_batches, desc=desc, unit="batch")
     bar.update(start.step)
     with bar, torch.set_grad_enabled(training):
@@ -57,19 +87,20 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
                                           drop_last=training, start=start.step),
                                   start=start.step):
             x = to_float(xb, device)
-            mean, mu, logvar = model(x)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(precision, device):
+                mean, mu, logvar = model(x)
             loss, recon, kl = losses.training_loss(likelihood, x, mean, mu, logvar, cfg.beta)
-            if not torch.isfinite(loss):
-                raise _nonfinite(loss.item(), epoch, step, n_batches, optimizer)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            totals += len(x) * np.array([loss.item(), recon.item(), kl.item()])
-            seen += len(x)
-            bar.update()
-            if after_step is not None:
-                after_step(step + 1, totals, seen)
+            pending.append((step, len(x), torch.stack([loss, recon, kl]).detach()))
+            if len(pending) >= sync_every:
+                read_back()
+        if pending:
+            read_back()
     loss, recon, kl = totals / max(seen, 1)
     return {"loss": loss, "recon": recon, "kl": kl}
 
@@ -106,6 +137,22 @@ def fit_log_scale(model: VAE, array, batch_size: int, device) -> None:
     model.log_scale.data.copy_(best.view(1, 3, 1, 1))
 
 
+def stage_on_device(rows: ImageRows, device: torch.device,
+                    budget_bytes: int | None = None) -> ImageRows | torch.Tensor:
+    """The split as one uint8 tensor in ``device`` memory when it fits in ``budget_bytes``
+    (default: half the GPU's free memory): batches are then sliced on the device, with
+    no host reads or copies. Otherwise the split stays on disk."""
+    nbytes = len(rows) * int(np.prod(rows.shape[1:]))
+    if budget_bytes is None:
+        budget_bytes = int(torch.cuda.mem_get_info(device)[0] * DEVICE_DATA_FRACTION)
+    if nbytes > budget_bytes:
+        return rows
+    out = torch.empty(rows.shape, dtype=torch.uint8, device=device)
+    for first in range(0, len(rows), 4096):  # bounded host memory while copying
+        out[first:first + 4096] = torch.from_numpy(rows[first:first + 4096])
+    return out
+
+
 def _live(curves_dir: Path):
     """dvclive's logger; it crashes in a git repo without commits, so say what to do."""
     from dvclive import Live  # slow import; only the train stage needs it
@@ -125,20 +172,28 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
     ``cfg.checkpoint_every`` batches), a run killed midway resumes from it and ends with
     the same bytes as an uninterrupted run, and it is deleted once the model is written.
     """
-    set_determinism(cfg.seed, cfg.threads)
+    set_determinism(cfg.seed, cfg.threads, cfg.deterministic)
     device = pick_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    channels_last = use_channels_last(device)
     data = PreparedData(data_dir)
     if data.image_size != model_cfg.image_size:
         raise ToonvaeError(f"{data_dir}: prepared at {data.image_size} px but image_size is "
                            f"{model_cfg.image_size}; rerun the preprocess stage")
     train_set, val_set = data.split("train"), data.split("val")
+    if device.type == "cuda":
+        train_set, val_set = stage_on_device(train_set, device), stage_on_device(val_set, device)
     model = build(model_cfg).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     likelihood = model_cfg.resolved_likelihood
     lr = cfg.lr if cfg.lr is not None else ARCH_LR[model_cfg.arch]
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
     optimizer = torch.optim.Adam(params, lr=lr)
     log(f"training {model_cfg.arch} VAE ({count_parameters(model):,} parameters, "
-        f"{likelihood} likelihood) on {len(train_set)} images, device {device}")
+        f"{likelihood} likelihood) on {len(train_set)} images, device {device}, {precision}"
+        + (", channels_last" if channels_last else "")
+        + (", data in device memory" if isinstance(train_set, torch.Tensor) else ""))
 
     ckpt = None
     pos = Position()
@@ -147,7 +202,8 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
         run = {"model": model_cfg.to_dict(), "data": data_digest(data.root),
                "train": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": lr,
                          "beta": cfg.beta, "seed": cfg.seed, "threads": cfg.threads,
-                         "device": str(device)}}
+                         "device": str(device), "precision": precision,
+                         "deterministic": cfg.deterministic}}
         ckpt = Checkpointer(checkpoint_path, run)
         pos = ckpt.resume(model, optimizer) or pos
 
@@ -160,9 +216,11 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
                            rng=rng, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                            start=pos if pos.epoch == epoch else None,
                            after_step=_every(ckpt, cfg.checkpoint_every, model, optimizer,
-                                             epoch, pos.history))
+                                             epoch, pos.history),
+                           precision=precision, channels_last=channels_last)
             va = run_epoch(model, val_set, cfg, likelihood, device, epoch=epoch,
-                           desc="validation") if len(val_set) else None
+                           desc="validation", precision=precision,
+                           channels_last=channels_last) if len(val_set) else None
             entry = {split: {k: round(float(v), 4) for k, v in values.items()}
                      for split, values in (("train", tr), ("val", va)) if values}
             pos.history.append(entry)

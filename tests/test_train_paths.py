@@ -1,0 +1,170 @@
+"""The fast paths of training: the on-disk reader, and the GPU path (device-resident data,
+deferred loss read-back, bf16 autocast, channels_last) run on the CPU, since CI has no GPU."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toonvae import losses
+from toonvae.data import ImageRows, PreparedData, batches
+from toonvae.errors import ToonvaeError
+from toonvae.model import ModelConfig, build
+from toonvae.prepare import prepare
+from toonvae.runtime import autocast, resolve_precision, set_determinism
+from toonvae.sources.synthetic import generate
+from toonvae.train import TrainConfig, run_epoch, stage_on_device
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ModelConfig("resnet", 32, 4, channels=(8, 8, 16, 16))
+CFG = TrainConfig(epochs=1, batch_size=8, lr=None, beta=1.0, device="cpu", threads=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate("cartoon", root / "raw", 60, seed=0, size=64, workers=1)
+    prepare(root / "raw", root / "prepared", image_size=32, crop="center", box=None,
+            val_fraction=0.1, test_fraction=0.1, min_side=16, seed=0, workers=1)
+    return root / "prepared"
+
+
+def test_image_rows_index_like_the_array(prepared):
+    rows = PreparedData(prepared).split("train")
+    whole = np.load(prepared / "train.npy")
+    assert rows.shape == whole.shape and len(rows) == len(whole)
+    rng = np.random.default_rng(0)
+    for key in (0, 5, -1, slice(3, 20), slice(None), slice(0, 40, 7), slice(30, 10),
+                np.sort(rng.permutation(len(whole))[:9]), rng.permutation(len(whole))[:9],
+                np.array([3, 3, 1, -2]), np.array([], dtype=int), [4, 5, 6]):
+        got = rows[key]
+        assert np.array_equal(got, whole[key]), key
+        assert got.flags.writeable and got.flags.c_contiguous
+    assert np.array_equal(np.asarray(rows), whole)
+    for bad in (len(whole), -len(whole) - 1, np.array([0, len(whole)])):
+        with pytest.raises(IndexError):
+            rows[bad]
+
+
+def test_image_rows_refuse_a_truncated_or_foreign_file(tmp_path, prepared):
+    cut = tmp_path / "train.npy"
+    cut.write_bytes((prepared / "train.npy").read_bytes()[:-5000])
+    with pytest.raises(ToonvaeError, match=r"train.npy: not a prepared image array .*; rerun "
+                                           r"the preprocess stage"):
+        ImageRows(cut)
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.zeros(10, np.uint8))
+    with pytest.raises(ToonvaeError, match="not a prepared image array"):
+        ImageRows(flat)
+    text = tmp_path / "text.npy"
+    text.write_text("not numpy")
+    with pytest.raises(ToonvaeError, match=r"text.npy: unreadable"):
+        ImageRows(text)
+
+
+def test_batches_of_a_tensor_match_batches_read_from_disk(prepared):
+    rows = PreparedData(prepared).split("train")
+    staged = stage_on_device(rows, torch.device("cpu"), budget_bytes=1 << 30)
+    assert isinstance(staged, torch.Tensor) and staged.dtype == torch.uint8
+    for a, b in zip(batches(rows, 8, shuffle=True, rng=np.random.default_rng(3)),
+                    batches(staged, 8, shuffle=True, rng=np.random.default_rng(3))):
+        assert torch.equal(torch.from_numpy(a), b)
+    assert stage_on_device(rows, torch.device("cpu"), budget_bytes=100) is rows  # too big
+
+
+def _trained(data, **kwargs):
+    set_determinism(0, 1)
+    model = build(TINY)
+    opt = torch.optim.Adam([p for n, p in model.named_parameters() if n != "log_scale"], 2e-3)
+    result = run_epoch(model, data, CFG, "gaussian", "cpu", optimizer=opt,
+                       rng=np.random.default_rng(0), **kwargs)
+    return result, model.state_dict()
+
+
+def test_device_data_and_deferred_read_back_train_the_same_weights(prepared):
+    rows = PreparedData(prepared).split("train")
+    staged = stage_on_device(rows, torch.device("cpu"), budget_bytes=1 << 30)
+    base, weights = _trained(rows)
+    for data, sync_every in ((staged, 1), (rows, 4), (staged, 32)):
+        result, other = _trained(data, sync_every=sync_every)
+        assert result == base
+        assert all(torch.equal(weights[k], other[k]) for k in weights)
+
+
+def test_deferred_read_back_still_names_the_first_bad_batch(prepared):
+    rows = PreparedData(prepared).split("train")
+    model = build(TINY)
+    with torch.no_grad():
+        model.to_mu.weight.fill_(float("inf"))
+    with pytest.raises(ToonvaeError, match=r"^the validation loss became nan at epoch 1, "
+                                           r"batch 1 of 6"):
+        run_epoch(model, rows, CFG, "gaussian", "cpu", sync_every=4)
+
+
+def test_bf16_autocast_keeps_kl_and_likelihood_in_fp32(prepared):
+    rows = PreparedData(prepared).split("train")
+    x = torch.from_numpy(rows[:8]).float() / 255
+    torch.manual_seed(0)
+    model = build(TINY)
+    with autocast("bf16", torch.device("cpu")):
+        mean, mu, logvar = model(x)
+    assert mu.dtype == torch.bfloat16  # the network did run in bf16
+    assert losses.kl_normal(mu, logvar).dtype == torch.float32
+    loss, recon, kl = losses.training_loss("gaussian", x, mean, mu, logvar, 1.0)
+    assert loss.dtype == recon.dtype == kl.dtype == torch.float32
+    torch.manual_seed(0)
+    ref = losses.training_loss("gaussian", x, *model(x), 1.0)[0]
+    assert abs(loss.item() - ref.item()) < 0.02 * abs(ref.item())
+    result, _ = _trained(rows, precision="bf16", channels_last=True)
+    assert np.isfinite(result["loss"])
+
+
+def test_channels_last_computes_the_same_loss(prepared):
+    rows = PreparedData(prepared).split("train")
+    base, _ = _trained(rows)
+    result, _ = _trained(rows, channels_last=True)
+    assert result["loss"] == pytest.approx(base["loss"], rel=1e-4)
+
+
+def test_precision_and_determinism_switches():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    set_determinism(0, deterministic=False)
+    assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
+    set_determinism(0)
+    assert not torch.backends.cudnn.benchmark and torch.are_deterministic_algorithms_enabled()
+
+
+def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
+    """benchmarks/gpu_bench.py end to end at toy sizes: smoke train, epochs, report."""
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_bench.py", "--out", str(tmp_path),
+                           "--device", "cpu", "--images", "96", "--smoke-images", "160",
+                           "--smoke-epochs", "3", "--batches", "32"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "best epoch over 96 images on cpu" in proc.stdout
+    assert "data in device memory / host reads, batch 32" in proc.stdout
+    report = (tmp_path / "gpu_bench.json").read_text()
+    assert '"loss_decreased": true' in report and '"model_loads": true' in report
+
+
+def test_the_train_benchmark_prints_its_ratios(tmp_path):
+    """benchmarks/train_bench.py at toy sizes, so the script cannot rot unseen."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "benchmarks/train_bench.py", "--images", "64",
+                           "--reps", "1", "--steps", "1", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for line in ("ratio 1 (anime), our loop / compute limit: ",
+                 "ratio 2 (cartoon, 256 px files), our loop / ImageFolder + DataLoader",
+                 "ratio 3, seed train step FLOP/s / fp32 matmul FLOP/s: ",
+                 "tried, compute limit / default: default 1.0, channels_last"):
+        assert line in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["resnet_gflop_per_image"] == pytest.approx(0.3146, rel=1e-3)
+    assert 0 < report["anime"]["ratio_loop_vs_compute_limit"] < 10
