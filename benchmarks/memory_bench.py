@@ -98,7 +98,7 @@ def main() -> None:
             large = r[f"{reader}_large"][f"{stage}_peak_rss_mb"]
             print(f"{stage} peak RSS, {name}: {small:.0f} MB at {args.small} images, {large:.0f} "
                   f"MB at {args.large} ({grow:.0f}x the data): ratio {large / small:.2f}, "
-                  f"+{large - small:.0f} MB (train.npy grew {train_mb['large'] - train_mb['small']:.0f} MB)")
+                  f"{large - small:+.0f} MB (train.npy grew {train_mb['large'] - train_mb['small']:.0f} MB)")
     if args.out:
         args.out.write_text(json.dumps(r, indent=2) + "\n")
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 STARTED = re.compile(r"^Running stage '([^']+)'")
-SKIPPED = re.compile(r"^Stage '([^']+)' didn't change, skipping")
+SKIPPED = re.compile(r"^Stage '([^']+)' (?:didn't change, skipping|is cached - skipping run)")
 
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> dict:
