@@ -71,10 +71,11 @@ def train_step(model, opt, likelihood, x):
 
 def compute_limit(model, opt, likelihood, x, steps: int, forward=None) -> float:
     """Images/s stepping on one in-memory batch: no input pipeline at all."""
-    train_step(forward or model, opt, likelihood, x)  # warm: allocator, kernel choice
+    step_model = model if forward is None else forward
+    train_step(step_model, opt, likelihood, x)  # warm: allocator, kernel choice
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(forward or model, opt, likelihood, x)
+        train_step(step_model, opt, likelihood, x)
     return steps * len(x) / (time.perf_counter() - start)
 
 
