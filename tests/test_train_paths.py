@@ -168,3 +168,4 @@ def test_the_train_benchmark_prints_its_ratios(tmp_path):
     report = json.loads(out.read_text())
     assert report["resnet_gflop_per_image"] == pytest.approx(0.3146, rel=1e-3)
     assert 0 < report["anime"]["ratio_loop_vs_compute_limit"] < 10
+
