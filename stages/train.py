@@ -17,7 +17,11 @@ def main():
                       device=t.device, threads=t.threads, seed=p.seed,
                       checkpoint_every=t.checkpoint_every,
                       gmm_components=p.sampler.gmm_components,
-                      precision=t.precision, deterministic=t.deterministic)
+                      precision=t.precision, deterministic=t.deterministic,
+                      optimizer=t.optimizer, weight_decay=t.weight_decay,
+                      schedule=t.schedule, warmup_steps=t.warmup_steps,
+                      kl_warmup_epochs=t.kl_warmup_epochs, free_bits=t.free_bits,
+                      ema=t.ema)
     out = f"models/{name}/model.pt"
     result = train(f"data/prepared/{name}", out, f"metrics/curves/{name}",
                    model_cfg, cfg, checkpoint_path=f"checkpoints/{name}/last.pt")

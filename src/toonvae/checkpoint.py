@@ -1,6 +1,6 @@
 """Training checkpoints: everything needed to resume a killed run bit for bit.
 
-A checkpoint holds the model, the optimiser, torch's RNG states, the position in
+A checkpoint holds the model, the optimiser, the weight average, torch's RNG states, the position in
 training (epoch, and batches done within it), the running sums of the epoch's losses
 and the logged history of finished epochs. It is written through a temp file and a
 rename, loaded with ``weights_only=True``, and tagged with the run it belongs to: the
@@ -55,18 +55,20 @@ class Checkpointer:
         self.path = Path(path)
         self.run = run
 
-    def save(self, model, optimizer, pos: Position) -> None:
+    def save(self, model, optimizer, pos: Position, ema=None) -> None:
         blob = {"format": FORMAT_VERSION, "run": self.run,
                 "epoch": pos.epoch, "step": pos.step, "totals": list(map(float, pos.totals)),
                 "seen": pos.seen, "history": pos.history,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
         with atomic_path(self.path) as tmp:
             torch.save(blob, tmp)
 
-    def resume(self, model, optimizer) -> Position | None:
-        """Load the checkpoint into ``model`` and ``optimizer`` when it is this run's."""
+    def resume(self, model, optimizer, ema=None) -> Position | None:
+        """Load the checkpoint into ``model``, ``optimizer`` (and the weight average
+        ``ema``) when it is this run's."""
         self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)  # a kill mid-write
         if not self.path.is_file():
             return None
@@ -87,6 +89,8 @@ class Checkpointer:
             return None
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(blob["ema"])
         torch.set_rng_state(blob["rng_cpu"])
         if blob["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(blob["rng_cuda"])

@@ -98,19 +98,25 @@ def optimal_log_scale(x, mean, likelihood: str) -> torch.Tensor:
         return log_s.clamp(min=LOG_SCALE_MIN)
 
 
-def training_loss(likelihood: str, x, mean, mu, logvar, beta: float):
+def training_loss(likelihood: str, x, mean, mu, logvar, beta: float, free_bits: float = 0.0):
     """(loss to minimise, reconstruction term, KL) averaged over the batch.
 
     logistic, gaussian: the negative ELBO (beta = 1) in nats per image, optimal scale.
     mse: the notebook's objective, 1000 * mean squared error + KL.
+    ``free_bits`` (nats per latent dimension) stops pushing a dimension's batch-mean KL
+    below that floor (Kingma et al. 2016), so dimensions are not switched off early.
+    The returned KL is always the true one.
     """
-    kl = kl_normal(mu, logvar).sum(1)
+    kl_dims = kl_normal(mu, logvar)
+    kl = kl_dims.sum(1)
     if likelihood == "mse":
         recon = 1000.0 * mse_per_image(x, mean)
     else:
         recon = recon_nll(x, mean, optimal_log_scale(x, mean, likelihood), likelihood)
-    loss = recon + beta * kl
-    return loss.mean(), recon.mean(), kl.mean()
+    kl_term = kl.mean()
+    if free_bits > 0:
+        kl_term = kl_dims.mean(0).clamp(min=free_bits).sum()
+    return recon.mean() + beta * kl_term, recon.mean(), kl.mean()
 
 
 def bits_per_dim(nats_per_image: torch.Tensor, dims: int) -> torch.Tensor:

@@ -114,7 +114,7 @@ class ModelParams:
 class TrainParams:
     epochs: int = field(default=10, metadata=_range(1, 100_000))
     batch_size: int = field(default=32, metadata=_range(1, 65_536))
-    # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.001).
+    # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.004).
     lr: typing.Optional[float] = field(default=None, metadata=_range(1e-8, 10.0))
     beta: float = field(default=1.0, metadata=_range(0.0, 1000.0))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda", "mps"))
@@ -127,6 +127,20 @@ class TrainParams:
     # true: deterministic kernels, the same bytes on every run (the committed results);
     # false: lets cuDNN pick the fastest kernels (GPU speed, run-to-run noise).
     deterministic: bool = True
+    # The recipe (issue 8's comparison in the README says what each part is worth).
+    optimizer: str = field(default="adamw", metadata=_one_of("adamw", "adam"))
+    weight_decay: float = field(default=0.0, metadata=_range(0.0, 1.0))
+    # cosine: from lr down to 0 over all batches, after the warm-up; constant: lr throughout.
+    schedule: str = field(default="cosine", metadata=_one_of("cosine", "constant"))
+    warmup_steps: int = field(default=0, metadata=_range(0, 10_000_000))
+    # beta rises linearly from 0 to train.beta over this many epochs (0: from the start).
+    kl_warmup_epochs: float = field(default=0.0, metadata=_range(0.0, 100_000.0))
+    # Nats per latent dimension below which the batch-mean KL is not pushed down (0: off).
+    free_bits: float = field(default=0.0, metadata=_range(0.0, 100.0))
+    # Decay of the exponential moving average of the weights that is evaluated and saved
+    # (0: the raw weights).
+    ema: float = field(default=0.0, metadata=_rule(lambda v: v == 0 or 0.5 <= v < 1,
+                                                   "0 (off) or a decay in [0.5, 1)"))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from toonvae.runtime import (autocast, pick_device, resolve_precision, set_deter
                              use_channels_last)
 from toonvae.sampler import fit_gmm, posterior_means
 
-ARCH_LR = {"seed": 0.0005, "resnet": 0.002}  # the notebook's Adam lr; ours
+ARCH_LR = {"seed": 0.0005, "resnet": 0.004}  # the notebook's Adam lr; ours (with cosine decay)
 SYNC_EVERY = 32  # batches between loss read-backs on a GPU
 DEVICE_DATA_FRACTION = 0.5  # put a split in GPU memory when it takes at most this much free memory
 
@@ -37,17 +37,60 @@ class TrainConfig:
     gmm_components: int = 10  # of the mixture fitted to posterior means after training
     precision: str = "auto"  # auto, fp32 or bf16 (see runtime.resolve_precision)
     deterministic: bool = True
+    optimizer: str = "adamw"  # adamw or adam
+    weight_decay: float = 0.0  # AdamW's decoupled decay
+    schedule: str = "cosine"  # cosine: decay to 0 over training; constant
+    warmup_steps: int = 0  # linear learning-rate warm-up, in batches
+    kl_warmup_epochs: float = 0.0  # beta rises linearly from 0 over this many epochs
+    free_bits: float = 0.0  # nats per latent dimension (see losses.training_loss)
+    ema: float = 0.0  # decay of the weight average that is evaluated and saved; 0: none
+
+
+class Recipe:
+    """Learning rate and KL weight at each global batch step: pure functions of the
+    step, so a resumed run continues on exactly the same curves."""
+
+    def __init__(self, cfg: TrainConfig, lr: float, steps_per_epoch: int):
+        self.cfg, self.lr, self.steps_per_epoch = cfg, lr, max(steps_per_epoch, 1)
+        self.total = cfg.epochs * self.steps_per_epoch
+
+    def lr_at(self, step: int) -> float:
+        if step < self.cfg.warmup_steps:
+            return self.lr * (step + 1) / self.cfg.warmup_steps
+        if self.cfg.schedule == "constant":
+            return self.lr
+        done = (step - self.cfg.warmup_steps) / max(self.total - self.cfg.warmup_steps, 1)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
+
+    def beta_at(self, step: int) -> float:
+        ramp = self.cfg.kl_warmup_epochs * self.steps_per_epoch
+        return self.cfg.beta * (min(1.0, (step + 1) / ramp) if ramp > 0 else 1.0)
+
+
+def make_ema(model: VAE, decay: float):
+    """torch's AveragedModel with an exponential average whose decay starts low,
+    min(decay, (1 + n) / (10 + n)) after n updates (as TensorFlow's EMA does), so a
+    short run's average is not dominated by the random initial weights."""
+    from torch.optim.swa_utils import AveragedModel
+
+    def avg_fn(averaged, current, n):
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return d * averaged + (1.0 - d) * current
+    return AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
 
 
 def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
               optimizer=None, rng=None, epoch: int = 0, desc: str = "",
               start: Position | None = None, after_step=None, precision: str = "fp32",
-              channels_last: bool = False, sync_every: int | None = None) -> dict:
+              channels_last: bool = False, sync_every: int | None = None,
+              recipe: Recipe | None = None, ema=None) -> dict:
     """One pass over ``array``; trains when an optimizer is given. Returns mean losses.
 
     ``array`` is a split on disk (``ImageRows``) or a uint8 tensor already on ``device``.
     ``start`` resumes an epoch after its first ``start.step`` batches, with the running
     sums it had then; ``after_step(step, totals, seen)`` is called after each batch.
+    ``recipe`` sets the learning rate and beta of each batch; ``ema`` is updated after
+    each optimizer step. The logged loss is the negative ELBO (beta 1, no free bits).
     The losses are read back (and checked for NaN) every ``sync_every`` batches; by
     default every batch on the CPU and every ``SYNC_EVERY`` on a GPU, so the host does not
     wait for the device in between. A checkpointing ``after_step`` forces every batch.
@@ -72,7 +115,7 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
         values = torch.stack([v for _, _, v in pending]).cpu().double().numpy()
         for (step, n, _), row in zip(pending, values):
             if not np.isfinite(row[0]):
-                raise _nonfinite(float(row[0]), epoch, step, n_batches, optimizer)
+                raise _nonfinite(float(row[0]), epoch, step, n_batches, optimizer, recipe)
             totals += n * row
             seen += n
             if after_step is not None:
@@ -91,12 +134,21 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(precision, device):
                 mean, mu, logvar = model(x)
-            loss, recon, kl = losses.training_loss(likelihood, x, mean, mu, logvar, cfg.beta)
+            beta = cfg.beta
+            if training and recipe is not None:
+                global_step = epoch * n_batches + step
+                beta = recipe.beta_at(global_step)
+                for group in optimizer.param_groups:
+                    group["lr"] = recipe.lr_at(global_step)
+            loss, recon, kl = losses.training_loss(likelihood, x, mean, mu, logvar, beta,
+                                                   cfg.free_bits if training else 0.0)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            pending.append((step, len(x), torch.stack([loss, recon, kl]).detach()))
+                if ema is not None:
+                    ema.update_parameters(model)
+            pending.append((step, len(x), torch.stack([recon + kl, recon, kl]).detach()))
             if len(pending) >= sync_every:
                 read_back()
         if pending:
@@ -105,12 +157,13 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
     return {"loss": loss, "recon": recon, "kl": kl}
 
 
-def _nonfinite(value: float, epoch: int, step: int, n_batches: int, optimizer) -> ToonvaeError:
+def _nonfinite(value: float, epoch: int, step: int, n_batches: int, optimizer,
+               recipe: Recipe | None = None) -> ToonvaeError:
     where = f"at epoch {epoch + 1}, batch {step + 1} of {n_batches}"
     if optimizer is None:
         return ToonvaeError(f"the validation loss became {value} {where}; the model diverged: "
                             "lower train.lr and retrain")
-    lr = optimizer.param_groups[0]["lr"]
+    lr = recipe.lr if recipe is not None else optimizer.param_groups[0]["lr"]  # not the scheduled
     return ToonvaeError(f"the training loss became {value} {where}; training stopped: lower "
                         f"train.lr (now {lr:g}, try {lr / 4:g}) or check the data")
 
@@ -189,7 +242,13 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
     likelihood = model_cfg.resolved_likelihood
     lr = cfg.lr if cfg.lr is not None else ARCH_LR[model_cfg.arch]
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
-    optimizer = torch.optim.Adam(params, lr=lr)
+    if cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(params, lr=lr)
+    steps_per_epoch = len(train_set) // cfg.batch_size or 1
+    recipe = Recipe(cfg, lr, steps_per_epoch)
+    ema = make_ema(model, cfg.ema) if cfg.ema > 0 else None
     log(f"training {model_cfg.arch} VAE ({count_parameters(model):,} parameters, "
         f"{likelihood} likelihood) on {len(train_set)} images, device {device}, {precision}"
         + (", channels_last" if channels_last else "")
@@ -203,9 +262,14 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
                "train": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": lr,
                          "beta": cfg.beta, "seed": cfg.seed, "threads": cfg.threads,
                          "device": str(device), "precision": precision,
-                         "deterministic": cfg.deterministic}}
+                         "deterministic": cfg.deterministic, "optimizer": cfg.optimizer,
+                         "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
+                         "warmup_steps": cfg.warmup_steps,
+                         "kl_warmup_epochs": cfg.kl_warmup_epochs,
+                         "free_bits": cfg.free_bits, "ema": cfg.ema}}
         ckpt = Checkpointer(checkpoint_path, run)
-        pos = ckpt.resume(model, optimizer) or pos
+        pos = ckpt.resume(model, optimizer, ema) or pos
+    evaluated = ema.module if ema is not None else model  # what validation sees and is saved
 
     with _live(curves_dir) as live:
         for entry in pos.history:  # epochs done before an interruption: the same curve files
@@ -216,9 +280,10 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
                            rng=rng, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                            start=pos if pos.epoch == epoch else None,
                            after_step=_every(ckpt, cfg.checkpoint_every, model, optimizer,
-                                             epoch, pos.history),
-                           precision=precision, channels_last=channels_last)
-            va = run_epoch(model, val_set, cfg, likelihood, device, epoch=epoch,
+                                             epoch, pos.history, ema),
+                           precision=precision, channels_last=channels_last,
+                           recipe=recipe, ema=ema)
+            va = run_epoch(evaluated, val_set, cfg, likelihood, device, epoch=epoch,
                            desc="validation", precision=precision,
                            channels_last=channels_last) if len(val_set) else None
             entry = {split: {k: round(float(v), 4) for k, v in values.items()}
@@ -226,17 +291,21 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
             pos.history.append(entry)
             _log_epoch(live, entry)
             if ckpt:
-                ckpt.save(model, optimizer, Position(epoch + 1, 0, history=pos.history))
+                ckpt.save(model, optimizer, Position(epoch + 1, 0, history=pos.history), ema)
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {tr['loss']:.2f}"
                 + (f", val loss {va['loss']:.2f}" if va else "")
                 + f" (recon {tr['recon']:.2f}, kl {tr['kl']:.2f})")
 
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     fit_log_scale(model, val_set if len(val_set) else train_set, cfg.batch_size, device)
     model.gmm = fit_gmm(posterior_means(model, train_set, cfg.batch_size, device),
                         cfg.gmm_components, cfg.seed)
     save_model(model, model_path, extra={"train": {"epochs": cfg.epochs, "lr": lr,
                                                      "batch_size": cfg.batch_size,
-                                                     "beta": cfg.beta, "seed": cfg.seed},
+                                                     "beta": cfg.beta, "seed": cfg.seed,
+                                                     "optimizer": cfg.optimizer,
+                                                     "schedule": cfg.schedule, "ema": cfg.ema},
                                          "data": data.manifest["counts"]})
     if ckpt:
         ckpt.remove()
@@ -250,12 +319,13 @@ def _log_epoch(live, entry: dict) -> None:
     live.next_step()
 
 
-def _every(ckpt, every: int, model, optimizer, epoch: int, history: list):
+def _every(ckpt, every: int, model, optimizer, epoch: int, history: list, ema=None):
     """The after_step callback that checkpoints every ``every`` batches, or None."""
     if ckpt is None or every <= 0:
         return None
 
     def after_step(step, totals, seen):
         if step % every == 0:
-            ckpt.save(model, optimizer, Position(epoch, step, totals.tolist(), seen, history))
+            ckpt.save(model, optimizer, Position(epoch, step, totals.tolist(), seen, history),
+                      ema)
     return after_step

@@ -1,0 +1,297 @@
+"""The experiment table in the README, made with DVC's own queue.
+
+``python -m toonvae.experiments run`` queues one DVC experiment per row of ``GRID``
+(``dvc exp run --queue -n <name> -S ...``), runs them with ``dvc queue start``, waits,
+then reads every experiment's metrics from ``dvc exp show --json`` and its stage times
+from ``dvc queue logs``. It writes ``experiments/results.json`` and the README table
+between the ``experiments:start/end`` markers. ``python -m toonvae.experiments table``
+redraws the table from that file.
+
+Train time is a property of the machine, not of the params, so it is kept out of the
+pipeline's metrics (which must be byte-identical on every rerun) and only recorded here.
+The ``default`` row is queued with ``--force`` so that it trains again and is timed in the
+same queue as the others instead of being restored from DVC's run cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toonvae.errors import ToonvaeError
+from toonvae.progress import log
+
+# The seed network's step is ~7x slower than the default's on a CPU (README, Performance):
+# one epoch of it takes about as long as the default's eight. The table shows both times.
+SEED_EPOCHS = 1
+RESULTS = Path("experiments/results.json")
+START, END = "<!-- experiments:start -->", "<!-- experiments:end -->"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    overrides: dict = field(default_factory=dict)  # -S key=value
+    force: bool = False  # rerun even if DVC has every output cached
+
+
+GRID = (
+    Row("default", force=True),
+    # The notebook's network with the notebook's training: Adam at a constant lr.
+    Row("seed", {"model.arch": "seed", "train.epochs": SEED_EPOCHS, "train.optimizer": "adam",
+                 "train.schedule": "constant", "train.warmup_steps": 0}),
+    Row("latent-32", {"latent_dim": 32}),
+    Row("latent-64", {"latent_dim": 64}),
+    Row("latent-200", {"latent_dim": 200}),
+    Row("beta-0.5", {"train.beta": 0.5}),
+    Row("beta-2", {"train.beta": 2.0}),
+)
+
+
+def dvc(args: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, text=True,
+                          capture_output=True)
+    if check and proc.returncode:
+        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        raise ToonvaeError(f"dvc {' '.join(args)} failed: {last}")
+    return proc
+
+
+def queue(rows, repo: Path) -> None:
+    """Queue every row, replacing an earlier experiment of the same name."""
+    dvc(["exp", "remove", *[r.name for r in rows]], repo, check=False)  # absent names: fine
+    dvc(["queue", "remove", *[r.name for r in rows]], repo, check=False)
+    for row in rows:
+        args = ["exp", "run", "--queue", "-n", row.name]
+        args += [f"-S{k}={v}" for k, v in row.overrides.items()]
+        dvc(args + (["--force"] if row.force else []), repo)
+        log(f"queued {row.name}: " + (" ".join(f"{k}={v}" for k, v in row.overrides.items())
+                                      or "the committed params"))
+
+
+def wait(names: list[str], repo: Path, poll_s: float = 10.0) -> dict[str, str]:
+    """Block until every named task has finished; their final statuses."""
+    while True:
+        statuses = queue_status(repo)
+        missing = [n for n in names if n not in statuses]
+        if missing:
+            raise ToonvaeError(f"dvc queue status does not list {', '.join(missing)}; "
+                               "were they removed? rerun the table")
+        if all(statuses[n] not in ("Queued", "Running") for n in names):
+            return {n: statuses[n] for n in names}
+        time.sleep(poll_s)
+
+
+def queue_status(repo: Path) -> dict[str, str]:
+    """{experiment name: Queued | Running | Success | Failed} from ``dvc queue status``."""
+    out = {}
+    for line in dvc(["queue", "status"], repo).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
+            out[parts[1]] = parts[-1]
+    return out
+
+
+STAGE_TIME = re.compile(r"^(train|evaluate) (\S+): wrote .* in ([\d.]+)s$", re.M)
+
+
+def stage_seconds(name: str, repo: Path) -> dict[str, dict[str, float]]:
+    """{dataset: {train_s, evaluate_s}} from the stage's closing lines in the task's log."""
+    out: dict[str, dict[str, float]] = {}
+    for stage, dataset, seconds in STAGE_TIME.findall(dvc(["queue", "logs", name], repo).stdout):
+        out.setdefault(dataset, {})[f"{stage}_s"] = float(seconds)
+    return out
+
+
+def experiment_data(repo: Path) -> dict[str, dict]:
+    """{experiment name: {"params": params.yaml, "metrics": {dataset: metrics}}}."""
+    shown = json.loads(dvc(["exp", "show", "--json"], repo).stdout)
+    found = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            rev = exp["revs"][0]
+            data = rev.get("data") or {}
+            if not rev.get("name") or "metrics" not in data:
+                continue
+            metrics = {}
+            for path, blob in data["metrics"].items():
+                m = re.fullmatch(r"metrics/([^/]+)\.json", path)
+                if m and "data" in blob:
+                    metrics[m.group(1)] = blob["data"]
+            found[rev["name"]] = {"params": data["params"]["params.yaml"]["data"],
+                                  "metrics": metrics, "rev": rev["rev"]}
+    return found
+
+
+def parameter_count(params: dict) -> int:
+    from toonvae.model import build, count_parameters, model_config
+    from toonvae.params import from_dict
+
+    return count_parameters(build(model_config(from_dict(params))))
+
+
+KEYS = ("mse", "psnr", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm", "swd_floor")
+
+
+def collect(rows, repo: Path, statuses: dict[str, str]) -> dict:
+    data = experiment_data(repo)
+    results = []
+    for row in rows:
+        entry = {"name": row.name, "overrides": row.overrides, "status": statuses[row.name]}
+        if row.name in data and statuses[row.name] == "Success":
+            exp = data[row.name]
+            entry["rev"] = exp["rev"]
+            times = stage_seconds(row.name, repo)
+            entry["parameters"] = parameter_count(exp["params"])
+            entry["datasets"] = {}
+            for dataset, m in sorted(exp["metrics"].items()):
+                swds = [m[k] for k in ("swd_prior", "swd_gmm") if m.get(k) is not None]
+                entry["datasets"][dataset] = {**{k: m.get(k) for k in KEYS},
+                                              "swd_best": min(swds) if swds else None,
+                                              **times.get(dataset, {})}
+        results.append(entry)
+    return {"grid": results}
+
+
+def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
+                       n: int = 8, seed: int = 0) -> list[Path]:
+    """figures/comparison/<dataset>.png: the same test faces reconstructed by each named
+    experiment's model, then samples of each (mixture sampler), one row per model. The
+    models are read from DVC's cache at each experiment's commit."""
+    import io
+    import tempfile
+
+    import dvc.api
+    import torch
+
+    from toonvae import figures
+    from toonvae.data import PreparedData, to_float
+    from toonvae.model import load_model
+
+    by_name = {e["name"]: e for e in results["grid"]}
+    if not all(by_name.get(nm, {}).get("status") == "Success" for nm in names):
+        return []
+    written = []
+    for dataset in by_name[names[0]]["datasets"]:
+        test = PreparedData(repo / "data" / "prepared" / dataset).split("test")
+        x = to_float(test[figures.pick(len(test), n, seed)])
+        rows, labels, samples = [x], ["test faces"], []
+        for nm in names:
+            path = f"models/{dataset}/model.pt"
+            with dvc.api.open(path, repo=str(repo), rev=by_name[nm]["rev"], mode="rb") as f:
+                blob = io.BytesIO(f.read())
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "model.pt").write_bytes(blob.getvalue())
+                model, _ = load_model(Path(tmp) / "model.pt")
+            rows.append(model.reconstruct(x))
+            labels.append(f"{nm}: reconstructions")
+            sampler = "gmm" if model.gmm is not None else "prior"
+            samples.append((model.sample(n, torch.Generator().manual_seed(seed),
+                                         sampler=sampler), f"{nm}: samples ({sampler})"))
+        rows += [s for s, _ in samples]
+        labels += [label for _, label in samples]
+        out = repo / "figures" / "comparison" / f"{dataset}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        figures.labelled_rows(rows, labels, out)
+        written.append(out)
+    return written
+
+
+def _fmt(v, digits):
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def render(results: dict) -> str:
+    """The README table: one line per experiment and dataset, then default vs seed."""
+    lines = ["| experiment | changed | dataset | mse ↓ | psnr (dB) ↑ | elbo (bits/dim) ↓ | "
+             "iwae (bits/dim) ↓ | swd, best sampler ↓ | train time (s) | parameters |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    by_name = {e["name"]: e for e in results["grid"]}
+    for e in results["grid"]:
+        changed = ", ".join(f"`{k}={v}`" for k, v in e["overrides"].items()) or "–"
+        if e["status"] != "Success":
+            lines.append(f"| {e['name']} | {changed} | – | {e['status'].lower()} | | | | | | |")
+            continue
+        for dataset, m in e["datasets"].items():
+            lines.append(f"| {e['name']} | {changed} | {dataset} | {_fmt(m['mse'], 5)} | "
+                         f"{_fmt(m['psnr'], 2)} | {_fmt(m['elbo_bpd'], 3)} | "
+                         f"{_fmt(m['iwae_bpd'], 3)} | {_fmt(m['swd_best'], 1)} | "
+                         f"{_fmt(m.get('train_s'), 0)} | {e['parameters']:,} |")
+    default, seed = by_name.get("default"), by_name.get("seed")
+    if default and seed and "datasets" in default and "datasets" in seed:
+        lines.append("")
+        for dataset, d in default["datasets"].items():
+            s = seed["datasets"].get(dataset)
+            if not s:
+                continue
+            lines.append(f"- {dataset}: the default against `arch: seed` has "
+                         f"{_drop(d['mse'], s['mse'])} lower test mse, "
+                         f"{s['elbo_bpd'] - d['elbo_bpd']:.3f} bits/dim lower elbo and "
+                         f"{_drop(d['swd_best'], s['swd_best'])} lower swd, training for "
+                         f"{_fmt(d.get('train_s'), 0)} s against {_fmt(s.get('train_s'), 0)} s.")
+    return "\n".join(lines)
+
+
+def _drop(ours, theirs) -> str:
+    return f"{100 * (1 - ours / theirs):.0f}%"
+
+
+def write_readme(table: str, readme: Path) -> None:
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise ToonvaeError(f"{readme}: no {START} ... {END} markers; add them where the "
+                           "table belongs")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    readme.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m toonvae.experiments", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=("run", "table"))
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="dvc queue start --jobs; 1 keeps the train times comparable")
+    ap.add_argument("--only", default="", help="comma-separated row names (default: all)")
+    ap.add_argument("--repo", type=Path, default=Path("."))
+    ap.add_argument("--readme", type=Path, default=Path("README.md"))
+    args = ap.parse_args(argv)
+    repo = args.repo
+    results_path = repo / RESULTS
+    if args.command == "run":
+        names = [n for n in args.only.split(",") if n]
+        unknown = sorted(set(names) - {r.name for r in GRID})
+        if unknown:
+            raise ToonvaeError(f"--only: no row {unknown[0]!r}; rows: "
+                               + ", ".join(r.name for r in GRID))
+        rows = [r for r in GRID if not names or r.name in names]
+        queue(rows, repo)
+        dvc(["queue", "start", "--jobs", str(args.jobs)], repo)
+        log(f"running {len(rows)} experiments with {args.jobs} job(s); "
+            "`dvc queue status` shows progress")
+        statuses = wait([r.name for r in rows], repo)
+        results = collect(rows, repo, statuses)
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        for path in comparison_figures(results, repo):
+            log(f"wrote {path}")
+        failed = [n for n, s in statuses.items() if s != "Success"]
+        if failed:
+            log(f"failed: {', '.join(failed)}; see `dvc queue logs <name>`")
+    if not results_path.is_file():
+        raise ToonvaeError(f"{results_path}: not found; run `python -m toonvae.experiments run`")
+    write_readme(render(json.loads(results_path.read_text(encoding="utf-8"))),
+                 repo / args.readme if not args.readme.is_absolute() else args.readme)
+    log(f"wrote {results_path} and the table in {args.readme}")
+
+
+if __name__ == "__main__":
+    from toonvae.stage import run
+
+    run(main)

@@ -1,0 +1,117 @@
+"""The README's experiment table: queued with `dvc exp run --queue`, run by `dvc queue start`."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import ROOT, run
+from test_pipeline import dvc, dvc_env
+from toonvae import experiments
+from toonvae.errors import ToonvaeError
+
+
+def entry(name, overrides, mse, elbo, swd_prior, swd_gmm, train_s, parameters):
+    m = {"mse": mse, "psnr": 20.0, "elbo_bpd": elbo, "iwae_bpd": elbo - 0.01,
+         "swd_prior": swd_prior, "swd_gmm": swd_gmm, "swd_floor": 10.0,
+         "swd_best": min(swd_prior, swd_gmm), "train_s": train_s, "evaluate_s": 5.0}
+    return {"name": name, "overrides": overrides, "status": "Success",
+            "parameters": parameters, "datasets": {"anime": m}}
+
+
+def test_table_has_a_row_per_experiment_and_the_default_vs_seed_line():
+    results = {"grid": [
+        entry("default", {}, 0.01, 6.5, 90.0, 40.0, 200.0, 1_234_567),
+        entry("seed", {"model.arch": "seed", "train.epochs": 1}, 0.04, 7.25, 100.0, 160.0,
+              210.0, 2_000),
+        {"name": "beta-2", "overrides": {"train.beta": 2.0}, "status": "Failed"},
+    ]}
+    table = experiments.render(results)
+    lines = table.splitlines()
+    assert lines[2] == ("| default | – | anime | 0.01000 | 20.00 | 6.500 | 6.490 | 40.0 | 200 "
+                        "| 1,234,567 |")
+    assert lines[3].startswith("| seed | `model.arch=seed`, `train.epochs=1` | anime | 0.04000")
+    assert "| 100.0 | 210 | 2,000 |" in lines[3]  # the best sampler's swd: the prior here
+    assert lines[4].startswith("| beta-2 | `train.beta=2.0` | – | failed |")
+    assert lines[-1] == ("- anime: the default against `arch: seed` has 75% lower test mse, "
+                         "0.750 bits/dim lower elbo and 60% lower swd, training for 200 s "
+                         "against 210 s.")
+
+
+def test_readme_table_goes_between_the_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{experiments.START}\nold\n{experiments.END}\nrest\n")
+    experiments.write_readme("| new |", readme)
+    assert readme.read_text() == f"intro\n{experiments.START}\n| new |\n{experiments.END}\nrest\n"
+    readme.write_text("no markers")
+    with pytest.raises(ToonvaeError, match="no <!-- experiments:start --> .* markers"):
+        experiments.write_readme("| new |", readme)
+
+
+def test_readme_table_matches_the_committed_results():
+    results = json.loads((ROOT / experiments.RESULTS).read_text())
+    assert [e["name"] for e in results["grid"]] == [r.name for r in experiments.GRID]
+    text = (ROOT / "README.md").read_text()
+    body = text.split(experiments.START)[1].split(experiments.END)[0].strip()
+    assert body == experiments.render(results), "run `python -m toonvae.experiments table`"
+
+
+def test_unknown_row_is_refused_in_one_line(tmp_path):
+    proc = run([sys.executable, "-m", "toonvae.experiments", "run", "--only", "latent-33"],
+               tmp_path, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "error: --only: no row 'latent-33'; rows: default, seed, latent-32, latent-64, "
+        "latent-200, beta-0.5, beta-2"]
+
+
+def one_tiny_dataset(repo):
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p.update(image_size=32, latent_dim=4)
+    p["datasets"] = {"anime": {**p["datasets"]["anime"], "count": 60, "raw_size": 48}}
+    p["preprocess"].update(val_fraction=0.1, test_fraction=0.1, min_side=16)
+    p["model"]["channels"] = [8, 8, 16, 16]
+    p["train"].update(epochs=2, batch_size=16, threads=1)
+    p["evaluate"].update(iwae_samples=8)
+    p["figures"].update(samples=8, reconstructions=8, noise=8, columns=4)
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+@pytest.mark.slow
+def test_queue_runs_the_rows_and_writes_the_table(repo_copy):
+    repo = repo_copy
+    one_tiny_dataset(repo)
+    (repo / "README.md").write_text(f"# t\n{experiments.START}\n{experiments.END}\n")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny"], repo)
+    dvc(["repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results"], repo)
+    committed = {"anime": json.loads((repo / "metrics" / "anime.json").read_text())}
+
+    out = run([sys.executable, "-m", "toonvae.experiments", "run", "--only", "default,seed"],
+              repo, env=dvc_env())
+    assert ("queued seed: model.arch=seed train.epochs=1 train.optimizer=adam "
+            "train.schedule=constant train.warmup_steps=0") in out.stderr
+    results = json.loads((repo / "experiments" / "results.json").read_text())
+    default, seed = results["grid"]
+    assert (default["name"], default["status"], seed["name"], seed["status"]) == (
+        "default", "Success", "seed", "Success")
+    for name, m in default["datasets"].items():
+        # The queue's rerun of the committed params reproduces the committed metrics.
+        for key in ("mse", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm"):
+            assert m[key] == committed[name][key], (name, key)
+        assert m["train_s"] > 0 and m["evaluate_s"] > 0
+    assert sorted(default["datasets"]) == sorted(seed["datasets"]) == ["anime"]
+    assert seed["datasets"]["anime"]["mse"] != default["datasets"]["anime"]["mse"]
+    assert seed["parameters"] != default["parameters"] > 0
+    readme = (repo / "README.md").read_text()
+    assert readme.count("| default | – | anime |") == 1 and readme.count("| seed |") == 1
+    assert "- anime: the default against `arch: seed` has" in readme
+    figure = np.asarray(Image.open(repo / "figures" / "comparison" / "anime.png"))
+    assert figure.shape[0] > 5 * 32 and figure.std() > 5
+    shown = dvc(["exp", "show", "--json"], repo).stdout
+    assert '"name": "seed"' in shown and '"name": "default"' in shown
