@@ -115,3 +115,12 @@ def test_queue_runs_the_rows_and_writes_the_table(repo_copy):
     assert figure.shape[0] > 5 * 32 and figure.std() > 5
     shown = dvc(["exp", "show", "--json"], repo).stdout
     assert '"name": "seed"' in shown and '"name": "default"' in shown
+
+
+def test_a_partial_run_replaces_only_its_rows_in_grid_order():
+    old = {"grid": [{"name": "seed", "v": 1}, {"name": "beta-2", "v": 1}]}
+    new = {"grid": [{"name": "default", "v": 2}, {"name": "seed", "v": 2}]}
+    merged = experiments.merge(old, new)
+    assert merged == {"grid": [{"name": "default", "v": 2}, {"name": "seed", "v": 2},
+                               {"name": "beta-2", "v": 1}]}
+    assert experiments.merge(None, new) == new

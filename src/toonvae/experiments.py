@@ -3,9 +3,10 @@
 ``python -m toonvae.experiments run`` queues one DVC experiment per row of ``GRID``
 (``dvc exp run --queue -n <name> -S ...``), runs them with ``dvc queue start``, waits,
 then reads every experiment's metrics from ``dvc exp show --json`` and its stage times
-from ``dvc queue logs``. It writes ``experiments/results.json`` and the README table
-between the ``experiments:start/end`` markers. ``python -m toonvae.experiments table``
-redraws the table from that file.
+from ``dvc queue logs``. It updates those rows in ``experiments/results.json`` and writes
+the README table between the ``experiments:start/end`` markers and the comparison figures.
+``collect`` does the same for rows already queued (it waits for them), and ``table``
+redraws the table from the results file.
 
 Train time is a property of the machine, not of the params, so it is kept out of the
 pipeline's metrics (which must be byte-identical on every rerun) and only recorded here.
@@ -46,12 +47,15 @@ GRID = (
     # The notebook's network with the notebook's training: Adam at a constant lr.
     Row("seed", {"model.arch": "seed", "train.epochs": SEED_EPOCHS, "train.optimizer": "adam",
                  "train.schedule": "constant", "train.warmup_steps": 0}),
-    Row("latent-32", {"latent_dim": 32}),
-    Row("latent-64", {"latent_dim": 64}),
-    Row("latent-200", {"latent_dim": 200}),
-    Row("beta-0.5", {"train.beta": 0.5}),
-    Row("beta-2", {"train.beta": 2.0}),
+    # The sweep runs two at a time (`--jobs 2`), one thread each so they do not
+    # oversubscribe the cores; their train times compare with each other.
+    Row("latent-32", {"latent_dim": 32, "train.threads": 1}),
+    Row("latent-64", {"latent_dim": 64, "train.threads": 1}),
+    Row("latent-200", {"latent_dim": 200, "train.threads": 1}),
+    Row("beta-0.5", {"train.beta": 0.5, "train.threads": 1}),
+    Row("beta-2", {"train.beta": 2.0, "train.threads": 1}),
 )
+SWEEP = ("latent-32", "latent-64", "latent-200", "beta-0.5", "beta-2")
 
 
 def dvc(args: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -111,7 +115,8 @@ def stage_seconds(name: str, repo: Path) -> dict[str, dict[str, float]]:
 
 def experiment_data(repo: Path) -> dict[str, dict]:
     """{experiment name: {"params": params.yaml, "metrics": {dataset: metrics}}}."""
-    shown = json.loads(dvc(["exp", "show", "--json"], repo).stdout)
+    # --all-commits: rows queued from an earlier commit are found too.
+    shown = json.loads(dvc(["exp", "show", "--json", "--all-commits"], repo).stdout)
     found = {}
     for commit in shown:
         for exp in commit.get("experiments") or []:
@@ -159,6 +164,13 @@ def collect(rows, repo: Path, statuses: dict[str, str]) -> dict:
     return {"grid": results}
 
 
+def merge(old: dict | None, new: dict) -> dict:
+    """The rows of ``new`` replace those of ``old``; rows in GRID order."""
+    rows = {e["name"]: e for e in (old or {}).get("grid", [])}
+    rows.update({e["name"]: e for e in new["grid"]})
+    return {"grid": [rows[r.name] for r in GRID if r.name in rows]}
+
+
 def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
                        n: int = 8, seed: int = 0) -> list[Path]:
     """figures/comparison/<dataset>.png: the same test faces reconstructed by each named
@@ -175,7 +187,7 @@ def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
     from toonvae.model import load_model
 
     by_name = {e["name"]: e for e in results["grid"]}
-    if not all(by_name.get(nm, {}).get("status") == "Success" for nm in names):
+    if not all("datasets" in by_name.get(nm, {}) for nm in names):
         return []
     written = []
     for dataset in by_name[names[0]]["datasets"]:
@@ -190,10 +202,10 @@ def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
                 (Path(tmp) / "model.pt").write_bytes(blob.getvalue())
                 model, _ = load_model(Path(tmp) / "model.pt")
             rows.append(model.reconstruct(x))
-            labels.append(f"{nm}: reconstructions")
+            labels.append(f"{nm}\nreconstructions")
             sampler = "gmm" if model.gmm is not None else "prior"
             samples.append((model.sample(n, torch.Generator().manual_seed(seed),
-                                         sampler=sampler), f"{nm}: samples ({sampler})"))
+                                         sampler=sampler), f"{nm}\nsamples ({sampler})"))
         rows += [s for s, _ in samples]
         labels += [label for _, label in samples]
         out = repo / "figures" / "comparison" / f"{dataset}.png"
@@ -255,7 +267,7 @@ def write_readme(table: str, readme: Path) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m toonvae.experiments", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("run", "table"))
+    ap.add_argument("command", choices=("run", "collect", "table"))
     ap.add_argument("--jobs", type=int, default=1,
                     help="dvc queue start --jobs; 1 keeps the train times comparable")
     ap.add_argument("--only", default="", help="comma-separated row names (default: all)")
@@ -264,19 +276,27 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     repo = args.repo
     results_path = repo / RESULTS
-    if args.command == "run":
+    if args.command in ("run", "collect"):
         names = [n for n in args.only.split(",") if n]
         unknown = sorted(set(names) - {r.name for r in GRID})
         if unknown:
             raise ToonvaeError(f"--only: no row {unknown[0]!r}; rows: "
                                + ", ".join(r.name for r in GRID))
         rows = [r for r in GRID if not names or r.name in names]
-        queue(rows, repo)
-        dvc(["queue", "start", "--jobs", str(args.jobs)], repo)
-        log(f"running {len(rows)} experiments with {args.jobs} job(s); "
-            "`dvc queue status` shows progress")
+        if args.command == "run":
+            queue(rows, repo)
+            dvc(["queue", "start", "--jobs", str(args.jobs)], repo)
+            log(f"running {len(rows)} experiments with {args.jobs} job(s); "
+                "`dvc queue status` shows progress")
         statuses = wait([r.name for r in rows], repo)
-        results = collect(rows, repo, statuses)
+        old = (json.loads(results_path.read_text(encoding="utf-8"))
+               if results_path.is_file() else None)
+        new = collect(rows, repo, statuses)
+        lost = [e["name"] for e in new["grid"] if e["status"] == "Success" and "datasets" not in e]
+        if lost:
+            raise ToonvaeError(f"dvc exp show --all-commits does not list {', '.join(lost)}; "
+                               "were they removed? rerun them")
+        results = merge(old, new)
         results_path.parent.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         for path in comparison_figures(results, repo):
