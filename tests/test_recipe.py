@@ -22,6 +22,8 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])), "not monotone after warm-up"
     assert math.isclose(lrs[10 + (r.total - 10) // 2], 0.5, abs_tol=0.02)
     assert lrs[-1] < 0.001
+    short = Recipe(replace(CFG, warmup_steps=100, epochs=2), lr=1.0, steps_per_epoch=8)
+    assert [short.lr_at(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]  # a quarter of 16 steps
     const = Recipe(replace(CFG, schedule="constant"), lr=0.3, steps_per_epoch=25)
     assert {const.lr_at(s) for s in range(100)} == {0.3}
 
@@ -91,7 +93,7 @@ def test_run_epoch_follows_the_recipe_per_batch():
     model = build(ModelConfig("resnet", 16, 4, (8, 8, 8, 8)))
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
     images = np.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=np.uint8)
-    cfg = replace(CFG, epochs=2, warmup_steps=100)
+    cfg = replace(CFG, epochs=200, warmup_steps=100)  # 1000 steps: the warm-up is not capped
     recipe = Recipe(cfg, lr=0.01, steps_per_epoch=5)
     seen = []
     run_epoch(model, images, cfg, "gaussian", "cpu", optimizer=opt,

@@ -53,13 +53,15 @@ class Recipe:
     def __init__(self, cfg: TrainConfig, lr: float, steps_per_epoch: int):
         self.cfg, self.lr, self.steps_per_epoch = cfg, lr, max(steps_per_epoch, 1)
         self.total = cfg.epochs * self.steps_per_epoch
+        # A short run (little data, few epochs) must not spend itself warming up.
+        self.warmup = min(cfg.warmup_steps, self.total // 4)
 
     def lr_at(self, step: int) -> float:
-        if step < self.cfg.warmup_steps:
-            return self.lr * (step + 1) / self.cfg.warmup_steps
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
         if self.cfg.schedule == "constant":
             return self.lr
-        done = (step - self.cfg.warmup_steps) / max(self.total - self.cfg.warmup_steps, 1)
+        done = (step - self.warmup) / max(self.total - self.warmup, 1)
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
 
     def beta_at(self, step: int) -> float:
