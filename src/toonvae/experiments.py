@@ -55,7 +55,6 @@ GRID = (
     Row("beta-0.5", {"train.beta": 0.5, "train.threads": 1}),
     Row("beta-2", {"train.beta": 2.0, "train.threads": 1}),
 )
-SWEEP = ("latent-32", "latent-64", "latent-200", "beta-0.5", "beta-2")
 
 
 def dvc(args: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -176,7 +175,6 @@ def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
     """figures/comparison/<dataset>.png: the same test faces reconstructed by each named
     experiment's model, then samples of each (mixture sampler), one row per model. The
     models are read from DVC's cache at each experiment's commit."""
-    import io
     import tempfile
 
     import dvc.api
@@ -196,10 +194,9 @@ def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
         rows, labels, samples = [x], ["test faces"], []
         for nm in names:
             path = f"models/{dataset}/model.pt"
-            with dvc.api.open(path, repo=str(repo), rev=by_name[nm]["rev"], mode="rb") as f:
-                blob = io.BytesIO(f.read())
-            with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / "model.pt").write_bytes(blob.getvalue())
+            with (dvc.api.open(path, repo=str(repo), rev=by_name[nm]["rev"], mode="rb") as f,
+                  tempfile.TemporaryDirectory() as tmp):
+                (Path(tmp) / "model.pt").write_bytes(f.read())
                 model, _ = load_model(Path(tmp) / "model.pt")
             rows.append(model.reconstruct(x))
             labels.append(f"{nm}\nreconstructions")
