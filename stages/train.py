@@ -1,8 +1,11 @@
 """train stage: fit the VAE on data/prepared/<dataset>/, write models/<dataset>/model.pt.
 
 A killed run resumes from checkpoints/<dataset>/last.pt (outside DVC's outputs).
+With train.nproc > 1 it starts itself again under torchrun, one process per GPU or
+gloo processes on the CPU (toonvae.distributed).
 """
 
+from toonvae import distributed
 from toonvae.model import model_config
 from toonvae.progress import log
 from toonvae.stage import dataset_stage, run
@@ -13,6 +16,9 @@ def main():
     name, p, timer = dataset_stage(__doc__)
     model_cfg = model_config(p)
     t = p.train
+    if t.nproc > 1 and not distributed.world().distributed:
+        distributed.launch(t.nproc, __file__, [name], t.threads, t.device)
+        return
     cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, beta=t.beta,
                       device=t.device, threads=t.threads, seed=p.seed,
                       checkpoint_every=t.checkpoint_every,

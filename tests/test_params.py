@@ -57,7 +57,7 @@ BAD = [
     ("train.device", "tpu", "train.device: 'tpu' is not allowed; expected one of auto, cpu, cuda, mps"),
     ("train.epoch", 3, "train.epoch: unknown key; allowed here: epochs, batch_size, lr, beta, "
      "device, threads, checkpoint_every, precision, deterministic, optimizer, weight_decay, "
-     "schedule, warmup_steps, kl_warmup_epochs, free_bits, ema"),
+     "schedule, warmup_steps, kl_warmup_epochs, free_bits, ema, nproc"),
     ("train.checkpoint_every", -5,
      "train.checkpoint_every: -5 is not allowed; expected between 0 and 10000000"),
     ("train.precision", "fp16",
@@ -73,6 +73,9 @@ BAD = [
     ("train.free_bits", "some", "train.free_bits: expected a number, got 'some'"),
     ("train.ema", 1.0, "train.ema: 1.0 is not allowed; expected 0 (off) or a decay in [0.5, 1)"),
     ("train.ema", 0.2, "train.ema: 0.2 is not allowed; expected 0 (off) or a decay in [0.5, 1)"),
+    ("train.nproc", 0, "train.nproc: 0 is not allowed; expected between 1 and 1024"),
+    ("train.nproc", 3, "train.batch_size: 32 does not split evenly between train.nproc 3 "
+     "processes; use a multiple of 3"),
     ("train.weight_decay", 2, "train.weight_decay: 2 is not allowed; expected between 0.0 and 1.0"),
     ("model.arch", "unet", "model.arch: 'unet' is not allowed; expected one of resnet, seed"),
     ("model.channels", [8, 16], "model.channels: expected a list of 4 numbers, got [8, 16]"),

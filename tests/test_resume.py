@@ -22,7 +22,7 @@ def one_tiny_dataset(repo, **train):
     p["datasets"] = {"cartoon": {**p["datasets"]["cartoon"], "count": 200, "raw_size": 64}}
     p["preprocess"].update(val_fraction=0.1, test_fraction=0.1, min_side=16)
     p["model"]["channels"] = [8, 8, 16, 16]
-    p["train"].update(epochs=2, batch_size=8, threads=1, **train)
+    p["train"].update({"epochs": 2, "batch_size": 8, "threads": 1, **train})
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 

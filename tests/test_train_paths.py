@@ -76,6 +76,23 @@ def test_batches_of_a_tensor_match_batches_read_from_disk(prepared):
     assert stage_on_device(rows, torch.device("cpu"), budget_bytes=100) is rows  # too big
 
 
+@pytest.mark.parametrize("processes", [2, 3])
+def test_processes_share_each_batch_and_see_every_image_once(prepared, processes):
+    rows = PreparedData(prepared).split("train")  # 48 images
+    for shuffle, drop_last, size in ((True, True, 12), (False, False, 9)):
+        def run(rank):
+            return list(batches(np.arange(len(rows)), size, shuffle=shuffle, drop_last=drop_last,
+                                rng=np.random.default_rng(7), shard=(rank, processes)))
+        whole = list(batches(np.arange(len(rows)), size, shuffle=shuffle, drop_last=drop_last,
+                             rng=np.random.default_rng(7)))
+        shards = [run(r) for r in range(processes)]
+        assert all(len(s) == len(whole) for s in shards), "every process takes every step"
+        for step, batch in enumerate(whole):
+            parts = [s[step] for s in shards]
+            assert sorted(np.concatenate(parts)) == sorted(batch), (shuffle, step)
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
 def _trained(data, **kwargs):
     set_determinism(0, 1)
     model = build(TINY)

@@ -51,11 +51,17 @@ class Position:
 
 
 class Checkpointer:
-    def __init__(self, path: Path, run: dict):
+    """``writer=False``: resume from the file but never write it (the processes of a
+    distributed run other than rank 0 all resume; rank 0 alone saves)."""
+
+    def __init__(self, path: Path, run: dict, writer: bool = True):
         self.path = Path(path)
         self.run = run
+        self.writer = writer
 
     def save(self, model, optimizer, pos: Position, ema=None) -> None:
+        if not self.writer:
+            return
         blob = {"format": FORMAT_VERSION, "run": self.run,
                 "epoch": pos.epoch, "step": pos.step, "totals": list(map(float, pos.totals)),
                 "seen": pos.seen, "history": pos.history,
@@ -69,7 +75,8 @@ class Checkpointer:
     def resume(self, model, optimizer, ema=None) -> Position | None:
         """Load the checkpoint into ``model``, ``optimizer`` (and the weight average
         ``ema``) when it is this run's."""
-        self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)  # a kill mid-write
+        if self.writer:  # a kill mid-write
+            self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
         if not self.path.is_file():
             return None
         try:
@@ -101,7 +108,8 @@ class Checkpointer:
 
     def remove(self) -> None:
         """The run finished: a leftover checkpoint would only resume a finished run."""
-        self.path.unlink(missing_ok=True)
+        if self.writer:
+            self.path.unlink(missing_ok=True)
 
 
 def _changed(old: dict, new: dict, prefix: str = "") -> list[str]:

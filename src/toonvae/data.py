@@ -144,12 +144,17 @@ def to_float(batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Ten
 
 
 def batches(array: np.ndarray, batch_size: int, *, shuffle: bool = False,
-            rng: np.random.Generator | None = None, drop_last: bool = False, start: int = 0):
+            rng: np.random.Generator | None = None, drop_last: bool = False, start: int = 0,
+            shard: tuple[int, int] = (0, 1)):
     """Yield uint8 batches of ``array`` (numpy-indexable, or a tensor: tensor batches on its
     device); shuffled with ``rng`` when asked (one permutation per call).
 
     ``start`` skips the first batches of that order without reading them (a resumed epoch).
+    ``shard=(rank, processes)`` yields only this process's part of each batch, every
+    ``processes``-th image: the processes share one order (the same ``rng``) and together
+    see each batch once, as DistributedSampler would split them.
     """
+    rank, processes = shard
     n = len(array)
     order = rng.permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
@@ -158,4 +163,6 @@ def batches(array: np.ndarray, batch_size: int, *, shuffle: bool = False,
         idx = order[first:first + batch_size]
         if shuffle:
             idx = np.sort(idx)  # sorted reads coalesce; order within a batch is irrelevant
+        if processes > 1:
+            idx = idx[rank::processes]
         yield array[torch.from_numpy(idx).to(array.device)] if on_device else array[idx]

@@ -7,6 +7,7 @@ that line and a non-zero exit code instead of a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -19,7 +20,8 @@ def report_errors(main, *args, **kwargs) -> int:
     try:
         main(*args, **kwargs)
     except ToonvaeError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 says it once for all
+            print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; outputs of this stage are incomplete, rerun it",

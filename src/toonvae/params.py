@@ -141,6 +141,15 @@ class TrainParams:
     # (0: the raw weights).
     ema: float = field(default=0.0, metadata=_rule(lambda v: v == 0 or 0.5 <= v < 1,
                                                    "0 (off) or a decay in [0.5, 1)"))
+    # Processes of DistributedDataParallel training under torchrun (one per GPU, or gloo
+    # processes on the CPU); they share each batch of batch_size. 1: a single process.
+    nproc: int = field(default=1, metadata=_range(1, 1024))
+
+    def _check(self, key, given):
+        if self.batch_size % self.nproc:
+            raise ParamError(f"{key}.batch_size: {self.batch_size} does not split evenly "
+                             f"between train.nproc {self.nproc} processes; use a multiple "
+                             f"of {self.nproc}")
 
 
 @dataclass(frozen=True)

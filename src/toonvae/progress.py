@@ -8,20 +8,25 @@ mess of carriage returns, so it prints a plain line every ``every`` seconds inst
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from tqdm.auto import tqdm
 
+# A torchrun process other than rank 0 stays silent: rank 0 speaks for all of them.
+SILENT = os.environ.get("RANK", "0") != "0"
+
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if not SILENT:
+        print(message, file=sys.stderr, flush=True)
 
 
 def progress(iterable=None, *, desc: str, unit: str = "it", total: int | None = None,
              unit_scale: bool = False, every: float = 10.0):
     """A tqdm bar on a terminal; plain periodic lines elsewhere. Use as a context manager."""
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not SILENT:
         return tqdm(iterable, desc=desc, unit=unit, total=total, unit_scale=unit_scale,
                     file=sys.stderr, dynamic_ncols=True, leave=False)
     return PlainProgress(iterable, desc=desc, unit=unit, total=total, every=every)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toonvae import losses
+from toonvae import distributed, losses
 from toonvae.checkpoint import Checkpointer, Position, data_digest
 from toonvae.data import ImageRows, PreparedData, batches, to_float
+from toonvae.distributed import World
 from toonvae.errors import ToonvaeError
 from toonvae.model import VAE, ModelConfig, build, count_parameters, save_model
 from toonvae.progress import log, progress
@@ -85,7 +87,7 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
               optimizer=None, rng=None, epoch: int = 0, desc: str = "",
               start: Position | None = None, after_step=None, precision: str = "fp32",
               channels_last: bool = False, sync_every: int | None = None,
-              recipe: Recipe | None = None, ema=None) -> dict:
+              recipe: Recipe | None = None, ema=None, world: World = World()) -> dict:
     """One pass over ``array``; trains when an optimizer is given. Returns mean losses.
 
     ``array`` is a split on disk (``ImageRows``) or a uint8 tensor already on ``device``.
@@ -93,6 +95,8 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
     sums it had then; ``after_step(step, totals, seen)`` is called after each batch.
     ``recipe`` sets the learning rate and beta of each batch; ``ema`` is updated after
     each optimizer step. The logged loss is the negative ELBO (beta 1, no free bits).
+    Under DDP (``world``) each process takes its share of every batch and the read-back
+    sums the losses over all processes, so every process sees the same totals.
     The losses are read back (and checked for NaN) every ``sync_every`` batches; by
     default every batch on the CPU and every ``SYNC_EVERY`` on a GPU, so the host does not
     wait for the device in between. A checkpointing ``after_step`` forces every batch.
@@ -114,7 +118,15 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
 
     def read_back():
         nonlocal totals, seen
-        values = torch.stack([v for _, _, v in pending]).cpu().double().numpy()
+        if world.distributed:  # image-weighted sums over every process, then means
+            sums = torch.stack([torch.cat([v.double() * n, v.new_tensor([n], dtype=torch.float64)])
+                                for _, n, v in pending])
+            sums = distributed.all_sum(sums).cpu().numpy()
+            counts = sums[:, 3]
+            values = sums[:, :3] / np.maximum(counts, 1)[:, None]
+            pending[:] = [(step, int(n), v) for (step, _, v), n in zip(pending, counts)]
+        else:
+            values = torch.stack([v for _, _, v in pending]).cpu().double().numpy()
         for (step, n, _), row in zip(pending, values):
             if not np.isfinite(row[0]):
                 raise _nonfinite(float(row[0]), epoch, step, n_batches, optimizer, recipe)
@@ -129,8 +141,14 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
     bar.update(start.step)
     with bar, torch.set_grad_enabled(training):
         for step, xb in enumerate(batches(array, cfg.batch_size, shuffle=training, rng=rng,
-                                          drop_last=training, start=start.step),
+                                          drop_last=training, start=start.step,
+                                          shard=(world.rank, world.size)),
                                   start=start.step):
+            if len(xb) == 0:  # a last validation batch smaller than the number of processes
+                pending.append((step, 0, torch.zeros(3, device=device)))
+                if len(pending) >= sync_every:  # in step with the other processes' read-backs
+                    read_back()
+                continue
             x = to_float(xb, device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -149,7 +167,7 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
                 loss.backward()
                 optimizer.step()
                 if ema is not None:
-                    ema.update_parameters(model)
+                    ema.update_parameters(model.module if world.distributed else model)
             pending.append((step, len(x), torch.stack([recon + kl, recon, kl]).detach()))
             if len(pending) >= sync_every:
                 read_back()
@@ -226,9 +244,28 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
     With ``checkpoint_path``, training state is saved there after every epoch (and every
     ``cfg.checkpoint_every`` batches), a run killed midway resumes from it and ends with
     the same bytes as an uninterrupted run, and it is deleted once the model is written.
+
+    Started by torchrun (``toonvae.distributed``), it trains with DistributedDataParallel:
+    the processes share each batch, and rank 0 alone checkpoints and writes the outputs.
     """
-    set_determinism(cfg.seed, cfg.threads, cfg.deterministic)
+    world = distributed.world()
+    threads = (distributed.threads_per_process(cfg.threads, world.local_size)
+               if world.distributed else cfg.threads)
+    set_determinism(cfg.seed, threads, cfg.deterministic)
     device = pick_device(cfg.device)
+    if not world.distributed:
+        return _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path,
+                      device, world)
+    try:
+        device = distributed.init(device, world)
+        return _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path,
+                      device, world)
+    finally:
+        distributed.finish()
+
+
+def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, device,
+           world: World) -> dict:
     precision = resolve_precision(cfg.precision, device)
     channels_last = use_channels_last(device)
     data = PreparedData(data_dir)
@@ -236,6 +273,10 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
         raise ToonvaeError(f"{data_dir}: prepared at {data.image_size} px but image_size is "
                            f"{model_cfg.image_size}; rerun the preprocess stage")
     train_set, val_set = data.split("train"), data.split("val")
+    if world.distributed and len(train_set) < cfg.batch_size:
+        raise ToonvaeError(f"train.nproc: {world.size} processes share each batch of "
+                           f"train.batch_size {cfg.batch_size}, but there are only "
+                           f"{len(train_set)} training images; lower train.batch_size")
     if device.type == "cuda":
         train_set, val_set = stage_on_device(train_set, device), stage_on_device(val_set, device)
     model = build(model_cfg).to(device)
@@ -254,7 +295,9 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
     log(f"training {model_cfg.arch} VAE ({count_parameters(model):,} parameters, "
         f"{likelihood} likelihood) on {len(train_set)} images, device {device}, {precision}"
         + (", channels_last" if channels_last else "")
-        + (", data in device memory" if isinstance(train_set, torch.Tensor) else ""))
+        + (", data in device memory" if isinstance(train_set, torch.Tensor) else "")
+        + (f", {world.size} processes (DDP, {'nccl' if device.type == 'cuda' else 'gloo'})"
+           if world.distributed else ""))
 
     ckpt = None
     pos = Position()
@@ -263,31 +306,41 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
         run = {"model": model_cfg.to_dict(), "data": data_digest(data.root),
                "train": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": lr,
                          "beta": cfg.beta, "seed": cfg.seed, "threads": cfg.threads,
-                         "device": str(device), "precision": precision,
+                         "device": device.type, "precision": precision,
                          "deterministic": cfg.deterministic, "optimizer": cfg.optimizer,
                          "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
                          "warmup_steps": cfg.warmup_steps,
                          "kl_warmup_epochs": cfg.kl_warmup_epochs,
                          "free_bits": cfg.free_bits, "ema": cfg.ema}}
-        ckpt = Checkpointer(checkpoint_path, run)
+        # The train.nproc of the run is not in it: a DDP checkpoint resumes in one process.
+        ckpt = Checkpointer(checkpoint_path, run, writer=world.main)
         pos = ckpt.resume(model, optimizer, ema) or pos
     evaluated = ema.module if ema is not None else model  # what validation sees and is saved
+    net = model
+    if world.distributed:  # after the resume, so every process starts from the same weights
+        from torch.nn.parallel import DistributedDataParallel
 
-    with _live(curves_dir) as live:
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
+                                      else None)
+
+    with _live(curves_dir) if world.main else contextlib.nullcontext() as live:
         for entry in pos.history:  # epochs done before an interruption: the same curve files
             _log_epoch(live, entry)
         for epoch in range(pos.epoch, cfg.epochs):
             rng = np.random.default_rng([cfg.seed, epoch])
-            tr = run_epoch(model, train_set, cfg, likelihood, device, optimizer=optimizer,
+            if world.distributed:  # each process its own reparameterisation noise
+                torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, world.rank])
+                                      .generate_state(1)[0]))
+            tr = run_epoch(net, train_set, cfg, likelihood, device, optimizer=optimizer,
                            rng=rng, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                            start=pos if pos.epoch == epoch else None,
                            after_step=_every(ckpt, cfg.checkpoint_every, model, optimizer,
                                              epoch, pos.history, ema),
                            precision=precision, channels_last=channels_last,
-                           recipe=recipe, ema=ema)
+                           recipe=recipe, ema=ema, world=world)
             va = run_epoch(evaluated, val_set, cfg, likelihood, device, epoch=epoch,
                            desc="validation", precision=precision,
-                           channels_last=channels_last) if len(val_set) else None
+                           channels_last=channels_last, world=world) if len(val_set) else None
             entry = {split: {k: round(float(v), 4) for k, v in values.items()}
                      for split, values in (("train", tr), ("val", va)) if values}
             pos.history.append(entry)
@@ -298,6 +351,8 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
                 + (f", val loss {va['loss']:.2f}" if va else "")
                 + f" (recon {tr['recon']:.2f}, kl {tr['kl']:.2f})")
 
+    if not world.main:  # rank 0 finishes the model alone
+        return {"epochs": cfg.epochs, "images": len(train_set), "history": pos.history}
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
     fit_log_scale(model, val_set if len(val_set) else train_set, cfg.batch_size, device)
@@ -315,6 +370,8 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
 
 
 def _log_epoch(live, entry: dict) -> None:
+    if live is None:  # not rank 0
+        return
     for split, values in entry.items():
         for key, value in values.items():
             live.log_metric(f"{split}/{key}", value)
