@@ -136,3 +136,37 @@ def test_an_interrupted_write_keeps_the_old_file_whole(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_text() == '{"mse": 0.1}\n'
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_ddp_process_error_reaches_the_launcher_as_one_line(tmp_path, monkeypatch, capsys):
+    """A process other than rank 0 hands its error to torchrun's error file, not stderr;
+    the launcher names the process that failed first, not those that failed because of it."""
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from toonvae.distributed import PEER_LOST, _first_cause
+    from toonvae.errors import report_errors
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+
+    def fails():
+        raise ToonvaeError("train: process 1 wants GPU 1 but 1 are visible; start at most "
+                           "one process per GPU")
+    assert report_errors(fails) == 2
+    assert capsys.readouterr().err == ""
+    missing = str(tmp_path / "none.json")
+    rank1 = ProcessFailure(local_rank=1, pid=11, exitcode=2, error_file=str(error_file))
+    rank0 = ProcessFailure(local_rank=0, pid=10, exitcode=PEER_LOST, error_file=missing)
+    assert str(_first_cause({0: rank0, 1: rank1}, 2)) == (
+        "training process 1 of 2: train: process 1 wants GPU 1 but 1 are visible; start at "
+        "most one process per GPU")
+
+    killed = ProcessFailure(local_rank=1, pid=11, exitcode=-9, error_file=missing)
+    stopped = ProcessFailure(local_rank=0, pid=10, exitcode=-15, error_file=missing)
+    assert str(_first_cause({0: stopped, 1: killed}, 2)).startswith(
+        "training process 1 of 2 was killed by SIGKILL, and the others were stopped")
+    crashed = ProcessFailure(local_rank=0, pid=10, exitcode=1, error_file=missing)
+    assert "training process 0 of 2 exited with status 1" in str(_first_cause({0: crashed}, 2))
+    said = ProcessFailure(local_rank=0, pid=10, exitcode=2, error_file=missing)
+    assert isinstance(_first_cause({0: said, 1: killed}, 2), SystemExit)  # rank 0 printed it

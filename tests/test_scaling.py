@@ -139,8 +139,8 @@ def test_a_killed_process_stops_the_run_with_one_line(repo_copy):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert err.strip().splitlines()[-1] == (
-        "error: training process 1 of 2 was killed by SIGKILL; its output is above (rerun "
-        "with train.nproc: 1 to debug)"), err
+        "error: training process 1 of 2 was killed by SIGKILL, and the others were stopped; "
+        "rerun to resume from the last checkpoint, or set train.nproc: 1 to debug"), err
     assert "Traceback" not in err, err
     assert not Path(f"/proc/{workers[0]}").exists() or b"zombie" in Path(
         f"/proc/{workers[0]}/status").read_bytes(), "rank 0 outlived the failed run"

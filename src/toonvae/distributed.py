@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from toonvae.errors import ToonvaeError
 
+PEER_LOST = 3  # exit status of a process whose peer died: a consequence, not a cause
+
 
 @dataclass(frozen=True)
 class World:
@@ -79,14 +81,53 @@ def launch(nproc: int, script: str, args: list[str], threads: int, device: str) 
     except SignalException:
         raise KeyboardInterrupt from None
     except ChildFailedError as exc:
-        failures = exc.failures
-        if failures.get(0) is not None and failures[0].exitcode == 2:
-            raise SystemExit(2) from None  # rank 0 printed the error line
-        rank, failure = min(failures.items())
-        how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
-               else f"exited with status {failure.exitcode}")
-        raise ToonvaeError(f"training process {rank} of {nproc} {how}; its output is above "
-                           "(rerun with train.nproc: 1 to debug)") from None
+        raise _first_cause(exc.failures, nproc) from None
+
+
+def _first_cause(failures: dict, nproc: int) -> BaseException:
+    """What to tell the user when processes failed: rank 0's own error line (already
+    printed), else the failure that is not a consequence of another one."""
+    import signal
+
+    if failures.get(0) is not None and failures[0].exitcode == 2:
+        return SystemExit(2)
+    knock_on = (PEER_LOST, -signal.SIGTERM)  # a lost peer; torchrun stopping the rest
+    causes = {r: f for r, f in failures.items() if f.exitcode not in knock_on} or failures
+    rank, failure = min(causes.items())
+    message = failure.message  # the error file's text, or its {"message": ...} record
+    message = message.get("message", "") if isinstance(message, dict) else str(message)
+    prefix = f"{ToonvaeError.__name__}: "
+    if failure.exitcode == 2 and message.startswith(prefix):
+        return ToonvaeError(f"training process {rank} of {nproc}: {message[len(prefix):]}")
+    how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
+           else f"exited with status {failure.exitcode}")
+    return ToonvaeError(f"training process {rank} of {nproc} {how}, and the others were "
+                        "stopped; rerun to resume from the last checkpoint, or set "
+                        "train.nproc: 1 to debug")
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Did a collective fail because another process died? (gloo raises RuntimeError
+    from its transport; NCCL raises DistBackendError.)"""
+    import torch.distributed as dist
+
+    backend_error = getattr(dist, "DistBackendError", None)
+    if backend_error is not None and isinstance(exc, backend_error):
+        return True
+    return isinstance(exc, RuntimeError) and any(
+        s in str(exc) for s in ("gloo/transport", "Connection reset by peer",
+                                "Connection closed by peer", "Broken pipe"))
+
+
+def record_error(exc: BaseException) -> None:
+    """Hand a process's error to torchrun's launcher (which reads the file torchrun names
+    in TORCHELASTIC_ERROR_FILE) instead of printing it beside rank 0's."""
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    try:
+        raise exc
+    except BaseException as raised:
+        ErrorHandler().record_exception(raised)
 
 
 def _quiet_launcher() -> None:

@@ -20,8 +20,11 @@ def report_errors(main, *args, **kwargs) -> int:
     try:
         main(*args, **kwargs)
     except ToonvaeError as exc:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 says it once for all
+        if os.environ.get("RANK", "0") == "0":
             print(f"error: {exc}", file=sys.stderr, flush=True)
+        else:  # under torchrun rank 0 says it once for all; the others tell the launcher
+            from toonvae.distributed import record_error
+            record_error(exc)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; outputs of this stage are incomplete, rerun it",

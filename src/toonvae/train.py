@@ -260,6 +260,10 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
         device = distributed.init(device, world)
         return _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path,
                       device, world)
+    except Exception as exc:
+        if distributed.peer_lost(exc):  # the launcher reports the process that failed first
+            raise SystemExit(distributed.PEER_LOST) from None
+        raise
     finally:
         distributed.finish()
 
