@@ -40,6 +40,16 @@ def curve_files(repo, name="cartoon"):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+def tiny_pipeline(repo):
+    """One tiny dataset, one epoch and a light evaluation: the whole pipeline in a minute."""
+    one_tiny_dataset(repo, epochs=1)
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["evaluate"].update(iwae_samples=4, iwae_images=20, swd_images=20)
+    p["figures"].update(samples=4, reconstructions=4, noise=4, columns=4)
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    commit(repo, "tiny")
+
+
 def sample_works(repo, model_dir, out):
     """`toonvae sample` in a single process, on a model another process wrote."""
     run([sys.executable, "-m", "toonvae.cli", "sample", "--model", str(model_dir), "--n", "4",
@@ -150,12 +160,7 @@ def test_a_killed_process_stops_the_run_with_one_line(repo_copy):
 def test_the_queue_runs_two_experiments_at_once(repo_copy):
     """The README's commands: a grid queued with one -S, then `dvc queue start --jobs 2`."""
     repo = repo_copy
-    one_tiny_dataset(repo, epochs=1)
-    p = yaml.safe_load((repo / "params.yaml").read_text())
-    p["evaluate"].update(iwae_samples=4, iwae_images=20, swd_images=20)
-    p["figures"].update(samples=4, reconstructions=4, noise=4, columns=4)
-    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    commit(repo, "tiny")
+    tiny_pipeline(repo)
     dvc(["exp", "run", "--queue", "-S", "latent_dim=4,8", "-S", "train.threads=1"], repo)
     dvc(["queue", "start", "--jobs", "2"], repo)
     most_running, deadline = 0, time.monotonic() + 900
@@ -187,12 +192,7 @@ def test_the_queue_runs_two_experiments_at_once(repo_copy):
 
 def test_push_then_pull_in_a_fresh_clone_needs_no_retraining(repo_copy, tmp_path):
     repo = repo_copy
-    one_tiny_dataset(repo, epochs=1)
-    p = yaml.safe_load((repo / "params.yaml").read_text())
-    p["evaluate"].update(iwae_samples=4, iwae_images=20, swd_images=20)
-    p["figures"].update(samples=4, reconstructions=4, noise=4, columns=4)
-    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    commit(repo, "tiny")
+    tiny_pipeline(repo)
     dvc(["repro"], repo)
     remote = tmp_path / "remote"
     dvc(["remote", "add", "-d", "storage", str(remote)], repo)
