@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from conftest import run
+from toonvae import experiments
 from test_pipeline import dvc, dvc_env
 from test_resume import kill_when_checkpointed, one_tiny_dataset
 
@@ -162,7 +163,7 @@ def test_the_queue_runs_two_experiments_at_once(repo_copy):
     repo = repo_copy
     tiny_pipeline(repo)
     dvc(["exp", "run", "--queue", "-S", "latent_dim=4,8", "-S", "train.threads=1"], repo)
-    dvc(["queue", "start", "--jobs", "2"], repo)
+    experiments.start_workers(2, repo)  # `dvc queue start --jobs 2`, without waiting on it
     most_running, deadline = 0, time.monotonic() + 900
     while True:
         status = dvc(["queue", "status"], repo).stdout

@@ -119,17 +119,6 @@ def peer_lost(exc: BaseException) -> bool:
                                 "Connection closed by peer", "Broken pipe"))
 
 
-def record_error(exc: BaseException) -> None:
-    """Hand a process's error to torchrun's launcher (which reads the file torchrun names
-    in TORCHELASTIC_ERROR_FILE) instead of printing it beside rank 0's."""
-    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
-
-    try:
-        raise exc
-    except BaseException as raised:
-        ErrorHandler().record_exception(raised)
-
-
 def _quiet_launcher() -> None:
     """torchrun's agent logs its own lines around a failure; the stage says it in one."""
     import logging

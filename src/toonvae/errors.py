@@ -22,9 +22,10 @@ def report_errors(main, *args, **kwargs) -> int:
     except ToonvaeError as exc:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {exc}", file=sys.stderr, flush=True)
-        else:  # under torchrun rank 0 says it once for all; the others tell the launcher
-            from toonvae.distributed import record_error
-            record_error(exc)
+        else:  # under torchrun rank 0 says it once for all; the others tell the launcher,
+            # through the error file torchrun names in TORCHELASTIC_ERROR_FILE
+            from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+            ErrorHandler().record_exception(exc)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; outputs of this stage are incomplete, rerun it",

@@ -66,6 +66,17 @@ def dvc(args: list[str], repo: Path, check: bool = True) -> subprocess.Completed
     return proc
 
 
+def start_workers(jobs: int, repo: Path) -> None:
+    """`dvc queue start --jobs N`. Its workers inherit the command's stdout and stderr, so
+    captured pipes would stay open (and this call block) until the queue is empty."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "--jobs", str(jobs)],
+                          cwd=repo, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    if proc.returncode:
+        raise ToonvaeError(f"dvc queue start --jobs {jobs} failed (status {proc.returncode}); "
+                           "run it by hand to see why")
+
+
 def queue(rows, repo: Path) -> None:
     """Queue every row, replacing an earlier experiment of the same name."""
     dvc(["exp", "remove", *[r.name for r in rows]], repo, check=False)  # absent names: fine
@@ -282,7 +293,7 @@ def main(argv=None) -> None:
         rows = [r for r in GRID if not names or r.name in names]
         if args.command == "run":
             queue(rows, repo)
-            dvc(["queue", "start", "--jobs", str(args.jobs)], repo)
+            start_workers(args.jobs, repo)
             log(f"running {len(rows)} experiments with {args.jobs} job(s); "
                 "`dvc queue status` shows progress")
         statuses = wait([r.name for r in rows], repo)
