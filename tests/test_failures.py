@@ -139,34 +139,35 @@ def test_an_interrupted_write_keeps_the_old_file_whole(tmp_path):
 
 
 def test_a_ddp_process_error_reaches_the_launcher_as_one_line(tmp_path, monkeypatch, capsys):
-    """A process other than rank 0 hands its error to torchrun's error file, not stderr;
-    the launcher names the process that failed first, not those that failed because of it."""
+    """Under torchrun each process hands its error to torchrun's error file, not stderr
+    (they may all fail alike); the launcher says the lowest rank's that failed on its own,
+    not those of the processes that failed because of it."""
     from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
 
     from toonvae.distributed import PEER_LOST, _first_cause
     from toonvae.errors import report_errors
 
-    error_file = tmp_path / "error.json"
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
-
-    def fails():
-        raise ToonvaeError("train: process 1 wants GPU 1 but 1 are visible; start at most "
-                           "one process per GPU")
-    assert report_errors(fails) == 2
-    assert capsys.readouterr().err == ""
+    def fails(rank):
+        raise ToonvaeError(f"train: process {rank} wants GPU {rank} but 1 are visible; start "
+                           "at most one process per GPU")
+    files = {}
+    for rank in (0, 1):
+        files[rank] = tmp_path / f"error{rank}.json"
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(files[rank]))
+        assert report_errors(fails, rank) == 2
+        assert capsys.readouterr().err == ""
     missing = str(tmp_path / "none.json")
-    rank1 = ProcessFailure(local_rank=1, pid=11, exitcode=2, error_file=str(error_file))
-    rank0 = ProcessFailure(local_rank=0, pid=10, exitcode=PEER_LOST, error_file=missing)
-    assert str(_first_cause({0: rank0, 1: rank1}, 2)) == (
-        "training process 1 of 2: train: process 1 wants GPU 1 but 1 are visible; start at "
-        "most one process per GPU")
 
-    killed = ProcessFailure(local_rank=1, pid=11, exitcode=-9, error_file=missing)
-    stopped = ProcessFailure(local_rank=0, pid=10, exitcode=-15, error_file=missing)
-    assert str(_first_cause({0: stopped, 1: killed}, 2)).startswith(
+    def failure(rank, code, error_file=missing):
+        return ProcessFailure(local_rank=rank, pid=10 + rank, exitcode=code,
+                              error_file=str(error_file))
+    said = {0: failure(0, 2, files[0]), 1: failure(1, 2, files[1])}
+    assert str(_first_cause(said, 2)) == ("train: process 0 wants GPU 0 but 1 are visible; "
+                                          "start at most one process per GPU")
+    assert str(_first_cause({0: failure(0, PEER_LOST), 1: said[1]}, 2)).startswith(
+        "train: process 1 wants GPU 1")
+    assert str(_first_cause({0: failure(0, -15), 1: failure(1, -9)}, 2)).startswith(
         "training process 1 of 2 was killed by SIGKILL, and the others were stopped")
-    crashed = ProcessFailure(local_rank=0, pid=10, exitcode=1, error_file=missing)
-    assert "training process 0 of 2 exited with status 1" in str(_first_cause({0: crashed}, 2))
-    said = ProcessFailure(local_rank=0, pid=10, exitcode=2, error_file=missing)
-    assert isinstance(_first_cause({0: said, 1: killed}, 2), SystemExit)  # rank 0 printed it
+    assert "training process 0 of 2 exited with status 1" in str(
+        _first_cause({0: failure(0, 1)}, 2))

@@ -55,8 +55,8 @@ def threads_per_process(threads: int, local_size: int) -> int:
 
 def launch(nproc: int, script: str, args: list[str], threads: int, device: str) -> None:
     """Run ``python script args`` in ``nproc`` local processes under torchrun; return when
-    all succeed. A failure exits with rank 0's status (its error line is already printed)
-    or raises a one-line ToonvaeError naming the process that failed."""
+    all succeed. A failure raises one ToonvaeError: the processes' own error, or the
+    process that failed first."""
     import torch
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -84,13 +84,11 @@ def launch(nproc: int, script: str, args: list[str], threads: int, device: str) 
         raise _first_cause(exc.failures, nproc) from None
 
 
-def _first_cause(failures: dict, nproc: int) -> BaseException:
-    """What to tell the user when processes failed: rank 0's own error line (already
-    printed), else the failure that is not a consequence of another one."""
+def _first_cause(failures: dict, nproc: int) -> ToonvaeError:
+    """The one line to tell the user when processes failed: the error of the lowest rank
+    that failed on its own (not because another one died, not stopped by torchrun)."""
     import signal
 
-    if failures.get(0) is not None and failures[0].exitcode == 2:
-        return SystemExit(2)
     knock_on = (PEER_LOST, -signal.SIGTERM)  # a lost peer; torchrun stopping the rest
     causes = {r: f for r, f in failures.items() if f.exitcode not in knock_on} or failures
     rank, failure = min(causes.items())
@@ -98,7 +96,7 @@ def _first_cause(failures: dict, nproc: int) -> BaseException:
     message = message.get("message", "") if isinstance(message, dict) else str(message)
     prefix = f"{ToonvaeError.__name__}: "
     if failure.exitcode == 2 and message.startswith(prefix):
-        return ToonvaeError(f"training process {rank} of {nproc}: {message[len(prefix):]}")
+        return ToonvaeError(message[len(prefix):])
     how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
            else f"exited with status {failure.exitcode}")
     return ToonvaeError(f"training process {rank} of {nproc} {how}, and the others were "

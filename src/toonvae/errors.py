@@ -20,12 +20,13 @@ def report_errors(main, *args, **kwargs) -> int:
     try:
         main(*args, **kwargs)
     except ToonvaeError as exc:
-        if os.environ.get("RANK", "0") == "0":
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-        else:  # under torchrun rank 0 says it once for all; the others tell the launcher,
-            # through the error file torchrun names in TORCHELASTIC_ERROR_FILE
+        if "TORCHELASTIC_ERROR_FILE" in os.environ:
+            # A process under torchrun: every process may fail the same way, so each hands
+            # its error to the launcher (through the file torchrun names), which says it once.
             from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
             ErrorHandler().record_exception(exc)
+        else:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; outputs of this stage are incomplete, rerun it",
