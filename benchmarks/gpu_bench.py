@@ -14,6 +14,10 @@
    peak (datasheet) and against a large bf16 matmul measured here. The goal is an
    epoch in under 3 s on one H100.
 3. With ``--compile``: the same epoch with ``torch.compile`` (and its compile time).
+4. With ``--profile``: ``torch.profiler`` over 20 optimizer steps at the first batch size
+   through ``train.run_epoch``: the step's wall time against its summed device-kernel time,
+   kernels launched per step, and host-device synchronisations per step (what a fixed cost
+   per step is made of). On the CPU it reports the wall time and the ops per step.
 
 Without a GPU it runs the same code on the CPU with what you give it (use small
 ``--images``); the tests do that, so the script cannot rot unseen.
@@ -90,8 +94,7 @@ def timed_epoch(cfg: ModelConfig, data, batch: int, precision: str, device,
         model = model.to(memory_format=torch.channels_last)
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
     opt = torch.optim.Adam(params, lr=ARCH_LR[cfg.arch])
-    tc = TrainConfig(epochs=1, batch_size=batch, lr=None, beta=1.0, device=str(device),
-                     threads=0, seed=0)
+    tc = TrainConfig(epochs=1, batch_size=batch, device=str(device), seed=0)
     out = {}
     if compile_model:
         model = torch.compile(model)  # compiles on first use: the warm epoch's time shows it
@@ -110,6 +113,54 @@ def timed_epoch(cfg: ModelConfig, data, batch: int, precision: str, device,
             "loss": round(result["loss"], 1)}
 
 
+def profile_steps(cfg: ModelConfig, data, batch: int, precision: str, device,
+                  channels_last: bool, steps: int = 20) -> dict:
+    """One profiled run of ``steps`` optimizer steps (after a warm-up run of as many)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = build(cfg).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW([p for n, p in model.named_parameters() if n != "log_scale"],
+                            lr=ARCH_LR[cfg.arch], fused=device.type == "cuda")
+    tc = TrainConfig(epochs=1, batch_size=batch, device=str(device), seed=0)
+    steps = max(1, min(steps, len(data) // batch))
+    subset = data[:batch * steps]
+
+    def run():
+        run_epoch(model, subset, tc, cfg.resolved_likelihood, device, optimizer=opt,
+                  rng=np.random.default_rng(0), desc="profile", precision=precision,
+                  channels_last=channels_last)
+        sync(device)
+
+    run()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
+                                           else [])
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        run()
+    wall = time.perf_counter() - start
+    events = prof.events()
+    kernels = [e for e in events if e.device_type.name == "CUDA"]
+    syncs = [e for e in events if e.name in ("cudaStreamSynchronize", "cudaDeviceSynchronize",
+                                             "cudaEventSynchronize", "cudaMemcpy")]
+    out = {"batch": batch, "precision": precision, "steps": steps,
+           "step_ms_profiled": round(1e3 * wall / steps, 2)}
+    if device.type == "cuda":
+        kernel_us = sum(e.device_time for e in kernels)
+        out.update({"kernel_ms_per_step": round(kernel_us / 1e3 / steps, 2),
+                    "kernels_per_step": round(len(kernels) / steps, 1),
+                    "syncs_per_step": round(len(syncs) / steps, 2),
+                    "device_busy": round(kernel_us / 1e6 / wall, 3)})
+    else:
+        out["ops_per_step"] = round(len([e for e in events if e.name.startswith("aten::")])
+                                    / steps, 1)
+    top = prof.key_averages().table(sort_by="self_cuda_time_total" if device.type == "cuda"
+                                    else "self_cpu_time_total", row_limit=15)
+    return out, top
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +171,7 @@ def main() -> None:
     ap.add_argument("--smoke-epochs", type=int, default=3)
     ap.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler over 20 steps")
     args = ap.parse_args()
     out = args.out
     device = pick_device(args.device)
@@ -134,8 +186,8 @@ def main() -> None:
     cfg = ModelConfig("resnet", 64, 128)
     start = time.perf_counter()
     result = train(out / "prepared", out / "model.pt", out / "curves", cfg,
-                   TrainConfig(epochs=args.smoke_epochs, batch_size=64, lr=None, beta=1.0,
-                               device=args.device, threads=0, seed=0))
+                   TrainConfig(epochs=args.smoke_epochs, batch_size="auto",
+                               device=args.device, seed=0))
     losses_per_epoch = [h["train"]["loss"] for h in result["history"]]
     model, _ = load_model(out / "model.pt")
     report["smoke"] = {"seconds": round(time.perf_counter() - start, 1),
@@ -180,6 +232,11 @@ def main() -> None:
         r["mfu_vs_datasheet"] = peak and round(achieved / peak, 4)
         r["mfu_vs_measured_matmul"] = round(achieved / measured, 4)
     report["runs"] = runs
+    if args.profile:
+        report["profile"], top = profile_steps(cfg, on_device, args.batches[0], precisions[0],
+                                               device, channels_last)
+        (out / "profile.txt").write_text(top)
+        print(top)
     print(json.dumps(report, indent=2))
     (out / "gpu_bench.json").write_text(json.dumps(report, indent=2) + "\n")
     best = min((r for r in runs if r["data"] == "device memory"), key=lambda r: r["epoch_seconds"])

@@ -34,14 +34,17 @@ STARTED = re.compile(r"^Running stage '([^']+)'")
 SKIPPED = re.compile(r"^Stage '([^']+)' (?:didn't change, skipping|is cached - skipping run)")
 
 
-def timed(cmd: list[str], cwd: Path, env: dict) -> dict:
-    """Run ``cmd``; the total seconds, each started stage's seconds, the skipped stages."""
+def timed(cmd: list[str], cwd: Path, env: dict, keep_log: bool = False) -> dict:
+    """Run ``cmd``; the total seconds, each started stage's seconds, the skipped stages
+    (and with ``keep_log``, its whole output under "log")."""
     start = time.monotonic()
-    marks, skipped, tail = [], [], []
+    marks, skipped, tail, lines = [], [], [], []
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     for line in proc.stdout:
         tail = (tail + [line])[-30:]
+        if keep_log:
+            lines.append(line)
         if m := STARTED.match(line):
             marks.append((m.group(1), time.monotonic()))
         elif m := SKIPPED.match(line):
@@ -51,7 +54,8 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> dict:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{''.join(tail)}")
     stages = {name: round((marks[i + 1][1] if i + 1 < len(marks) else end) - t, 1)
               for i, (name, t) in enumerate(marks)}
-    return {"seconds": round(end - start, 1), "stages": stages, "skipped": sorted(skipped)}
+    out = {"seconds": round(end - start, 1), "stages": stages, "skipped": sorted(skipped)}
+    return {**out, "log": "".join(lines)} if keep_log else out
 
 
 def share(stages: dict, kind: str, total: float) -> float:

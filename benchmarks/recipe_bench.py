@@ -41,6 +41,15 @@ VARIANTS = {  # the first is the baseline of the ratios
                                   "warmup_steps": 100, "ema": 0.99},
     "ema-0.99": {"ema": 0.99},
     "kl-warmup-1": {"kl_warmup_epochs": 1.0},
+    # The learning-rate rule of train.batch_size (run with --variants
+    # adamw-cosine-lr4,batch-128-same-lr,batch-128-sqrt-lr,batch-128-linear-lr):
+    # batch 128 at the batch-32 lr, at sqrt(4) x and at 4 x it.
+    "batch-128-same-lr": {"optimizer": "adamw", "schedule": "cosine", "lr": 0.004,
+                          "warmup_steps": 100, "batch_size": 128},
+    "batch-128-sqrt-lr": {"optimizer": "adamw", "schedule": "cosine", "lr": 0.008,
+                          "warmup_steps": 100, "batch_size": 128},
+    "batch-128-linear-lr": {"optimizer": "adamw", "schedule": "cosine", "lr": 0.016,
+                            "warmup_steps": 100, "batch_size": 128},
 }
 BASE = TrainConfig(epochs=8, batch_size=32, lr=None, beta=1.0, device="cpu", threads=0, seed=0,
                    optimizer="adam", schedule="constant")

@@ -19,20 +19,14 @@ def main():
     if t.nproc > 1 and not distributed.world().distributed:
         distributed.launch(t.nproc, __file__, [name], t.threads, t.device)
         return
-    cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, beta=t.beta,
-                      device=t.device, threads=t.threads, seed=p.seed,
-                      checkpoint_every=t.checkpoint_every,
-                      gmm_components=p.sampler.gmm_components,
-                      precision=t.precision, deterministic=t.deterministic,
-                      optimizer=t.optimizer, weight_decay=t.weight_decay,
-                      schedule=t.schedule, warmup_steps=t.warmup_steps,
-                      kl_warmup_epochs=t.kl_warmup_epochs, free_bits=t.free_bits,
-                      ema=t.ema)
+    cfg = TrainConfig.from_params(p)
     out = f"models/{name}/model.pt"
     result = train(f"data/prepared/{name}", out, f"metrics/curves/{name}",
                    model_cfg, cfg, checkpoint_path=f"checkpoints/{name}/last.pt")
+    seconds = timer.seconds
     log(f"train {name}: wrote {out} after {result['epochs']} epochs on "
-        f"{result['images']} images in {timer}")
+        f"{result['images']} images (batch {result['batch_size']}) in {seconds:.1f}s; "
+        + result["parts"].breakdown("epochs", seconds))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,58 @@ def test_swd_zero_for_a_set_with_itself_larger_for_blur_and_noise(faces):
     assert swd(train, test, seed=3) == pytest.approx(floor)
 
 
+def numpy_swd(a: torch.Tensor, b: torch.Tensor, seed: int) -> float:
+    """The metric as it was computed before it moved to torch: numpy projections and
+    sorts of the same descriptors (a reference for the torch version)."""
+    from toonvae import swd as swd_module
+
+    def descriptors(images):
+        return [d.numpy() for d in swd_module.level_descriptors(images, seed, "cpu")]
+
+    rng = np.random.default_rng(seed + 2)
+    per_level = []
+    for da, db in zip(descriptors(a), descriptors(b)):
+        dists = []
+        for _ in range(swd_module.REPEATS):
+            d = rng.standard_normal((da.shape[1], swd_module.DIRECTIONS)).astype(np.float32)
+            d /= np.linalg.norm(d, axis=0, keepdims=True)
+            pa, pb = (np.sort((x @ d).T, axis=1) for x in (da, db))
+            dists.append(np.abs(pa - pb).mean())
+        per_level.append(np.mean(dists))
+    return 1e3 * float(np.mean(per_level))
+
+
+def test_swd_in_torch_matches_the_numpy_computation(faces):
+    train, test = as_float(faces[0][:60]), as_float(faces[1][:60])
+    for a in (train, train.flip(-1) * 0.8):
+        want = numpy_swd(a, test, seed=5)
+        assert swd(a, test, seed=5) == pytest.approx(want, rel=1e-5)
+        assert swd(a, test, seed=5, device="cpu") == swd(a, test, seed=5)
+    # The CPU generators fix the directions and the patches: another seed, another value.
+    assert swd(train, test, seed=6) != pytest.approx(swd(train, test, seed=5), rel=1e-3)
+
+
+def test_iwae_matches_a_float64_logsumexp_of_the_same_samples(faces):
+    """The bound as the definition writes it: -log mean_k p(x, z_k) / q(z_k | x), with the
+    same seeded z_k, computed here image by image in float64 with scipy."""
+    from scipy.special import logsumexp
+
+    torch.manual_seed(0)
+    model = build(TINY).eval()
+    test = faces[1][:6]
+    k = 8
+    got = metrics.iwae_bpd(model, test, k, batch_size=3 * k, seed=4)
+    generator = torch.Generator().manual_seed(4)
+    total = 0.0
+    for first in range(0, len(test), 3):  # the same passes of 3 images as iwae_bpd
+        x = torch.from_numpy(test[first:first + 3]).float() / 255
+        with torch.no_grad():
+            lw = metrics.log_weights(model, x, k, generator, chunk=k).numpy()
+        total += sum(-(logsumexp(lw[:, i]) - np.log(k)) for i in range(lw.shape[1]))
+    want = total / len(test) / (3 * 32 * 32 * np.log(2.0))
+    assert got == pytest.approx(want, rel=1e-9)
+
+
 def test_frechet_distance_matches_a_direct_scipy_computation():
     class Project(torch.nn.Module):  # a fixed random feature map, in place of Inception
         num_features = 12
@@ -121,9 +173,26 @@ def test_linear_probe_reads_a_linearly_coded_attribute():
     z = rng.normal(size=(400, 8))
     y = np.stack([(z[:, 0] > 0).astype(int), rng.integers(0, 3, 400)], axis=1)
     y[::7, 1] = -1  # missing labels are skipped
-    acc = attributes.probe_accuracy(z[:300], y[:300], z[300:], y[300:], seed=0)
+    acc = attributes.probe_accuracy(z[:300], y[:300], z[300:], y[300:])
     assert 0.6 < acc < 0.8  # attribute 0 near 1.0, attribute 1 (noise) near 1/3
     assert attributes.chance_accuracy(y[:300], y[300:]) < 0.6
+
+
+def test_torch_probe_finds_scikit_learns_optimum():
+    """The probe's L-BFGS fit in torch against scikit-learn's LogisticRegression (what
+    the probes used before): the same penalised optimum, the same test predictions."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(600, 16)).astype(np.float32)
+    logits = z[:, :3] @ rng.normal(size=(3, 4)) + rng.normal(scale=1.5, size=(600, 4))
+    y = logits.argmax(1)
+    ref = LogisticRegression(max_iter=5000, tol=1e-8).fit(z[:500], y[:500])
+    weight, bias = attributes.fit_logistic(torch.from_numpy(z[:500]), torch.from_numpy(y[:500]))
+    np.testing.assert_allclose(weight.numpy(), ref.coef_, atol=2e-3)
+    np.testing.assert_allclose(bias.numpy(), ref.intercept_, atol=2e-3)
+    pred = (torch.from_numpy(z[500:]) @ weight.T + bias).argmax(1).numpy()
+    assert (pred == ref.predict(z[500:])).mean() >= 0.99
 
 
 def test_attribute_classifier_learns_real_labels():

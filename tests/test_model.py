@@ -53,3 +53,18 @@ def test_save_load_round_trip_and_mismatch(tmp_path):
         load_model(tmp_path / "junk.pt")
     with pytest.raises(ToonvaeError, match="no model file"):
         load_model(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("size, stages, last", [(32, 4, 2), (64, 4, 4), (96, 4, 6), (128, 5, 4),
+                                                (160, 5, 5), (256, 6, 4)])
+def test_resnet_gets_a_stage_per_halving_down_to_a_small_map(size, stages, last):
+    from toonvae.model import resnet_widths
+
+    cfg = ModelConfig("resnet", size, latent_dim=8, channels=(8, 16, 16, 32))
+    widths = resnet_widths(cfg)
+    assert len(widths) == stages and widths[-4:] == (8, 16, 16, 32)
+    assert widths[:stages - 4] == (8,) * (stages - 4)  # extra stages at full resolution
+    model = build(cfg)
+    flat = [shape for part, label, shape in describe(model) if label == "flatten"]
+    assert flat == [(32 * last * last,)]
+    assert model(torch.rand(2, 3, size, size))[0].shape == (2, 3, size, size)

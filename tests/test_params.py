@@ -50,7 +50,10 @@ BAD = [
     ("seed", 1.5, "seed: expected an integer, got 1.5"),
     ("train.epochs", True, "train.epochs: expected an integer, got True"),
     ("train.epochs", 0, "train.epochs: 0 is not allowed; expected between 1 and 100000"),
-    ("train.batch_size", 0, "train.batch_size: 0 is not allowed; expected between 1 and 65536"),
+    ("train.batch_size", 0,
+     "train.batch_size: 0 is not allowed; expected 'auto' or between 1 and 65536"),
+    ("train.batch_size", "big", "train.batch_size: expected an integer or 'auto', got 'big'"),
+    ("train.batch_size", 2.5, "train.batch_size: expected an integer or 'auto', got 2.5"),
     ("train.lr", "fast", "train.lr: expected a number, got 'fast'"),
     ("train.lr", -0.1, "train.lr: -0.1 is not allowed; expected between 1e-08 and 10.0"),
     ("train.lr", float("nan"), "train.lr: expected a finite number, got nan"),
@@ -74,8 +77,8 @@ BAD = [
     ("train.ema", 1.0, "train.ema: 1.0 is not allowed; expected 0 (off) or a decay in [0.5, 1)"),
     ("train.ema", 0.2, "train.ema: 0.2 is not allowed; expected 0 (off) or a decay in [0.5, 1)"),
     ("train.nproc", 0, "train.nproc: 0 is not allowed; expected between 1 and 1024"),
-    ("train.nproc", 3, "train.batch_size: 32 does not split evenly between train.nproc 3 "
-     "processes; use a multiple of 3"),
+    ("train", {"batch_size": 32, "nproc": 3}, "train.batch_size: 32 does not split evenly "
+     "between train.nproc 3 processes; use a multiple of 3"),
     ("train.weight_decay", 2, "train.weight_decay: 2 is not allowed; expected between 0.0 and 1.0"),
     ("model.arch", "unet", "model.arch: 'unet' is not allowed; expected one of resnet, seed"),
     ("model.channels", [8, 16], "model.channels: expected a list of 4 numbers, got [8, 16]"),

@@ -161,13 +161,16 @@ def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
     """benchmarks/gpu_bench.py end to end at toy sizes: smoke train, epochs, report."""
     proc = subprocess.run([sys.executable, "benchmarks/gpu_bench.py", "--out", str(tmp_path),
                            "--device", "cpu", "--images", "96", "--smoke-images", "160",
-                           "--smoke-epochs", "3", "--batches", "32"],
+                           "--smoke-epochs", "3", "--batches", "32", "--profile"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best epoch over 96 images on cpu" in proc.stdout
     assert "data in device memory / host reads, batch 32" in proc.stdout
     report = (tmp_path / "gpu_bench.json").read_text()
     assert '"loss_decreased": true' in report and '"model_loads": true' in report
+    profile = json.loads(report)["profile"]
+    assert profile["steps"] == 3 and profile["ops_per_step"] > 10
+    assert "aten::" in (tmp_path / "profile.txt").read_text()
 
 
 def test_the_train_benchmark_prints_its_ratios(tmp_path):
@@ -186,3 +189,130 @@ def test_the_train_benchmark_prints_its_ratios(tmp_path):
     assert report["resnet_gflop_per_image"] == pytest.approx(0.3146, rel=1e-3)
     assert 0 < report["anime"]["ratio_loop_vs_compute_limit"] < 10
 
+
+
+@pytest.mark.parametrize("device, processes, want", [
+    ("cpu", 1, 32), ("mps", 1, 32), ("cuda", 1, 512),
+    ("cuda", 2, 1024),  # one GPU per process, each with the full per-device batch
+    ("cpu", 2, 32), ("cpu", 3, 33),  # gloo processes share the CPU's batch evenly
+])
+def test_auto_batch_size_suits_each_device_type(device, processes, want):
+    from toonvae.train import resolve_batch_size
+
+    assert resolve_batch_size("auto", torch.device(device), processes) == want
+    assert resolve_batch_size(48, torch.device(device), processes) == 48  # a number wins
+
+
+def test_default_learning_rate_scales_with_the_square_root_of_the_batch():
+    from toonvae.train import ARCH_LR, scaled_lr
+
+    assert scaled_lr("resnet", 32) == ARCH_LR["resnet"]
+    assert scaled_lr("resnet", 512) == pytest.approx(4 * ARCH_LR["resnet"])
+    assert scaled_lr("seed", 8) == pytest.approx(ARCH_LR["seed"] / 2)
+
+
+def test_auto_batch_trains_at_the_cpu_batch_and_reports_where_the_time_went(prepared,
+                                                                           tmp_path):
+    from dataclasses import replace
+
+    from toonvae.train import train
+
+    result = train(prepared, tmp_path / "m.pt", tmp_path / "curves", TINY,
+                   replace(CFG, batch_size="auto", epochs=2))
+    assert result["batch_size"] == 32 and result["lr"] == pytest.approx(0.004)
+    seconds = result["parts"].seconds
+    assert set(seconds) == {"epochs", "validation", "logging", "log-scale fit",
+                            "posterior means", "mixture fit", "save"}
+    assert all(s >= 0 for s in seconds.values()) and seconds["epochs"] > 0
+    total = sum(seconds.values()) + 1.0
+    line = result["parts"].breakdown("epochs", total)
+    outside = (total - seconds["epochs"]) / total
+    assert line.startswith(f"{outside:.1%} outside epochs (epochs {seconds['epochs']:.1f}s, ")
+    assert line.endswith(", other 1.0s)")
+
+
+def test_log_scale_fit_and_mixture_use_capped_subsets(prepared, tmp_path, monkeypatch):
+    """The work after the epochs does not grow with the data: a cap below the split
+    changes the fitted scale's inputs and the mixture's, and a cap above it changes
+    nothing (so the committed default runs keep their bytes)."""
+    from toonvae import train as train_module
+    from toonvae.sampler import subset
+
+    assert subset(100, 100, 0) is None
+    picked = subset(1000, 50, 0)
+    assert len(picked) == 50 and np.all(np.diff(picked) > 0) and picked.max() < 1000
+    assert np.array_equal(picked, subset(1000, 50, 0)) and not np.array_equal(picked,
+                                                                              subset(1000, 50, 1))
+
+    def run(name):
+        out = tmp_path / name / "m.pt"
+        train_module.train(prepared, out, tmp_path / name / "curves", TINY, CFG)
+        return torch.load(out, weights_only=True)
+
+    whole = run("whole")
+    monkeypatch.setattr(train_module, "GMM_IMAGES", 10)
+    capped = run("capped")
+    assert torch.equal(whole["state_dict"]["encoder.0.0.weight"],
+                       capped["state_dict"]["encoder.0.0.weight"])
+    assert not torch.equal(whole["gmm"]["means"], capped["gmm"]["means"])
+    monkeypatch.setattr(train_module, "GMM_IMAGES", 10_000)
+    assert torch.equal(run("again")["gmm"]["means"], whole["gmm"]["means"])
+
+
+def test_log_scale_grid_in_chunks_finds_the_minimum_of_a_loop_over_scales(prepared, tmp_path,
+                                                                         monkeypatch):
+    from toonvae import train as train_module
+    from toonvae.data import to_float
+    from toonvae.model import VAE
+
+    class NoisyCopy(VAE):  # reconstructions with a known error: the image plus noise
+        def forward(self, x):
+            return (x + 0.03 * torch.randn_like(x)).clamp(0, 1), None, None
+
+    model = NoisyCopy(TINY)
+    val = np.asarray(PreparedData(prepared).split("train"))
+
+    def looped(images):  # one likelihood pass per scale, as the grid was first searched
+        grid = torch.linspace(losses.LOG_SCALE_MIN, 0.0, 141)
+        nll = torch.zeros(len(grid), 3)
+        with torch.inference_mode():
+            for xb in batches(images, 16):
+                x = to_float(xb)
+                mean = model(x)[0]
+                for i, s in enumerate(grid):
+                    nll[i] += losses.discretized_gaussian_nll(x, mean, s.view(1, 1, 1, 1)).sum(
+                        (0, 2, 3))
+        return grid[nll.argmin(0)].view(1, 3, 1, 1)
+
+    fits = []
+    for elements in (2**23, 5000):  # all 141 scales at once, and chunks of a few
+        monkeypatch.setattr(train_module, "GRID_ELEMENTS", elements)
+        torch.manual_seed(1)
+        train_module.fit_log_scale(model, val, 16, "cpu")
+        fits.append(model.log_scale.clone())
+    torch.manual_seed(1)
+    want = looped(val)
+    assert torch.equal(fits[0], want) and torch.equal(fits[1], want)
+    assert -4 < float(want.mean()) < -3  # about log(0.03): a real minimum inside the grid
+    torch.manual_seed(1)
+    train_module.fit_log_scale(model, val, 16, "cpu", max_images=8)
+    torch.manual_seed(1)
+    assert torch.equal(model.log_scale, looped(val[:8]))
+
+
+def test_prefetched_batches_arrive_in_order_and_errors_reach_the_consumer(prepared):
+    from toonvae.data import prefetched
+
+    rows = PreparedData(prepared).split("train")
+    want = list(batches(rows, 8, shuffle=True, rng=np.random.default_rng(2)))
+    got = list(prefetched(batches(rows, 8, shuffle=True, rng=np.random.default_rng(2)), depth=2))
+    assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want))
+
+    def broken():
+        yield want[0]
+        raise ToonvaeError("the file ended early")
+
+    with pytest.raises(ToonvaeError, match="ended early"):
+        list(prefetched(broken()))
+    first = next(iter(prefetched(iter(want), depth=1)))  # a consumer that stops early
+    assert np.array_equal(first, want[0])

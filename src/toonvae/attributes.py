@@ -1,6 +1,6 @@
 """How much of a face's attributes the model keeps, for datasets that label them.
 
-- ``probe_accuracy``: linear probes (scikit-learn logistic regression) from posterior
+- ``probe_accuracy``: linear probes (multinomial logistic regression) from posterior
   means to each attribute: is the attribute linearly readable from the latent code?
 - ``AttributeClassifier``: a small CNN, trained on real training images, that predicts
   every attribute at once; its accuracy on reconstructions against its accuracy on the
@@ -28,23 +28,57 @@ def chance_accuracy(train_y: np.ndarray, test_y: np.ndarray) -> float:
     return float(np.mean(accs)) if accs else float("nan")
 
 
-def probe_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray,
-                   test_y: np.ndarray, seed: int) -> float:
-    """Mean over attributes of a linear probe's test accuracy (labels < 0 are missing)."""
-    from sklearn.linear_model import LogisticRegression  # slow import; evaluate only
-    from sklearn.preprocessing import StandardScaler
+def probe_accuracy(train_z, train_y: np.ndarray, test_z, test_y: np.ndarray,
+                   device=None) -> float:
+    """Mean over attributes of a linear probe's test accuracy (labels < 0 are missing).
 
-    scaler = StandardScaler().fit(train_z)
-    train_z, test_z = scaler.transform(train_z), scaler.transform(test_z)
+    Codes are standardised with the training codes' mean and std; each probe is fitted by
+    ``fit_logistic`` in torch on ``device`` (default: where ``train_z`` is).
+    """
+    train_z, test_z = torch.as_tensor(train_z).float(), torch.as_tensor(test_z).float()
+    device = device or train_z.device
+    train_z, test_z = train_z.to(device), test_z.to(device)
+    mean, std = train_z.mean(0), train_z.std(0, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant code stays as it is
+    train_z, test_z = (train_z - mean) / std, (test_z - mean) / std
     accs = []
     for j in range(train_y.shape[1]):
         tr, te = train_y[:, j] >= 0, test_y[:, j] >= 0
         if len(np.unique(train_y[tr, j])) < 2 or not te.any():
             continue
-        probe = LogisticRegression(max_iter=2000, random_state=seed)
-        probe.fit(train_z[tr], train_y[tr, j])
-        accs.append(float(np.mean(probe.predict(test_z[te]) == test_y[te, j])))
+        labels = torch.from_numpy(train_y[tr, j]).long().to(device)
+        weight, bias = fit_logistic(train_z[torch.from_numpy(tr).to(device)], labels)
+        pred = (test_z[torch.from_numpy(te).to(device)] @ weight.T + bias).argmax(1).cpu()
+        accs.append(float(np.mean(pred.numpy() == test_y[te, j])))
     return float(np.mean(accs)) if accs else float("nan")
+
+
+def fit_logistic(z: torch.Tensor, y: torch.Tensor, c: float = 1.0,
+                 max_iter: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression with an L2 penalty on the weights, the objective of
+    scikit-learn's ``LogisticRegression(C=c)``: C * sum of cross-entropies + |W|^2 / 2.
+
+    Written with torch's L-BFGS so it runs on the training device (scikit-learn runs on
+    the CPU only). The objective is strictly convex: any solver finds the same optimum.
+    Returns (weights: classes x features, bias: classes) for the labels 0..max(y).
+    """
+    classes = int(y.max()) + 1
+    weight = torch.zeros(classes, z.shape[1], device=z.device, requires_grad=True)
+    bias = torch.zeros(classes, device=z.device, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
+                            tolerance_grad=1e-6, tolerance_change=1e-10,
+                            line_search_fn="strong_wolfe")
+    penalty = 0.5 / (c * len(z))  # the objective divided by C * N: the same minimum
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(z @ weight.T + bias, y) + penalty * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return weight.detach(), bias.detach()
 
 
 class AttributeClassifier(nn.Module):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -136,18 +138,20 @@ class ImageRows:
 
 
 def to_float(batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 N x 3 x S x S (numpy, or a tensor already on a device) -> float32 in [0, 1]."""
+    """uint8 N x 3 x S x S (numpy, or a tensor on any device) -> float32 in [0, 1] on
+    ``device``. A pinned host tensor (``prefetched``) is copied without the host waiting."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device).float().div_(255.0)
+        return batch.to(device, non_blocking=batch.device.type == "cpu").float().div_(255.0)
     # np.require copies read-only views (numpy memory maps): torch wants writable arrays.
     return torch.from_numpy(np.require(batch, np.uint8, ["C", "W"])).to(device).float().div_(255.0)
 
 
 def batches(array: np.ndarray, batch_size: int, *, shuffle: bool = False,
             rng: np.random.Generator | None = None, drop_last: bool = False, start: int = 0,
-            shard: tuple[int, int] = (0, 1)):
+            shard: tuple[int, int] = (0, 1), index: np.ndarray | None = None):
     """Yield uint8 batches of ``array`` (numpy-indexable, or a tensor: tensor batches on its
-    device); shuffled with ``rng`` when asked (one permutation per call).
+    device); shuffled with ``rng`` when asked (one permutation per call). With ``index``,
+    only those rows, in that order.
 
     ``start`` skips the first batches of that order without reading them (a resumed epoch).
     ``shard=(rank, processes)`` yields only this process's part of each batch, every
@@ -155,14 +159,53 @@ def batches(array: np.ndarray, batch_size: int, *, shuffle: bool = False,
     see each batch once, as DistributedSampler would split them.
     """
     rank, processes = shard
-    n = len(array)
-    order = rng.permutation(n) if shuffle else np.arange(n)
+    rows = np.arange(len(array)) if index is None else np.asarray(index, dtype=np.int64)
+    n = len(rows)
+    order = rows[rng.permutation(n)] if shuffle else rows
     stop = n - n % batch_size if drop_last and n >= batch_size else n
-    on_device = isinstance(array, torch.Tensor)
+    if isinstance(array, torch.Tensor):
+        # The whole order goes to the device once: a copy from pageable host memory in
+        # every step would make the host wait for the device at every batch.
+        order = torch.from_numpy(order).to(array.device)
     for first in range(start * batch_size, stop, batch_size):
         idx = order[first:first + batch_size]
-        if shuffle:
-            idx = np.sort(idx)  # sorted reads coalesce; order within a batch is irrelevant
+        if shuffle:  # sorted reads coalesce; the order within a batch is irrelevant
+            idx = idx.sort().values if isinstance(idx, torch.Tensor) else np.sort(idx)
         if processes > 1:
             idx = idx[rank::processes]
-        yield array[torch.from_numpy(idx).to(array.device)] if on_device else array[idx]
+        yield array[idx]
+
+
+def prefetched(items, depth: int = 3, pin: bool = False):
+    """Yield ``items`` (uint8 numpy batches) read ``depth`` ahead by a background thread,
+    as pinned tensors when ``pin``: on a GPU, a split too large for device memory is then
+    read from disk while the device computes, and copied without the host waiting for it.
+    """
+    done = object()
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def read():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                ready.put(torch.from_numpy(item).pin_memory() if pin else item)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ready.put(exc)
+        ready.put(done)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)

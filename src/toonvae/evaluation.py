@@ -40,7 +40,7 @@ def sample_quality(model: VAE, test: np.ndarray, train: np.ndarray, cfg, sampler
     """swd of each sampler's samples against test images, its train-vs-test floor, fid."""
     n = min(len(test), len(train), cfg.swd_images)
     real = to_float(test[:n])
-    swd_to_test = SlicedWasserstein(real, seed)
+    swd_to_test = SlicedWasserstein(real, seed, device)
     out = {"sampler": sampler, "swd_images": n}
     samples = {}
     for name in SAMPLERS:
@@ -73,19 +73,20 @@ def attribute_metrics(model: VAE, data: PreparedData, batch_size: int, seed: int
     if train_y is None or test_y is None or not len(test_y):
         return dict.fromkeys(keys)
     train, test = data.split("train"), data.split("test")
-    train_z = posterior_means(model, train, batch_size, device)
+    train_z = torch.from_numpy(posterior_means(model, train, batch_size, device))
     clf = attributes.train_classifier(train, train_y, seed, device)
     test_z, pred_orig, pred_recon = [], [], []
     with torch.inference_mode():
         for xb in batches(test, batch_size):
             x = to_float(xb, device)
             mu = model.encode(x)[0]
-            test_z.append(mu.float().cpu().numpy())
+            test_z.append(mu.float())
             pred_orig.append(attributes.predict(clf, x))
             pred_recon.append(attributes.predict(clf, model.decode(mu).float()))
+    test_z = torch.cat(test_z).clone()  # a plain tensor again, outside inference mode
     return {
-        "attr_probe_acc": attributes.probe_accuracy(train_z, train_y, np.concatenate(test_z),
-                                                    test_y, seed),
+        "attr_probe_acc": attributes.probe_accuracy(train_z.to(device), train_y, test_z,
+                                                    test_y),
         "attr_recon_acc": attributes.accuracy(np.concatenate(pred_recon), test_y),
         "attr_orig_acc": attributes.accuracy(np.concatenate(pred_orig), test_y),
         "attr_chance_acc": attributes.chance_accuracy(train_y, test_y),

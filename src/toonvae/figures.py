@@ -62,9 +62,19 @@ def noise_samples(model: VAE, path: Path, n: int, columns: int, seed: int) -> No
     save_grid(model.sample(n, generator=generator), path, columns)
 
 
+LABELLED_MAX_SIDE = 128  # faces in labelled rows are shown at most this large
+
+
 def labelled_rows(rows: list[torch.Tensor], labels: list[str], path: Path,
                   title: str | None = None) -> None:
-    """Rows of images, each with its label on the left (matplotlib, nearest-neighbour)."""
+    """Rows of images, each with its label on the left (matplotlib, nearest-neighbour).
+
+    Images above ``LABELLED_MAX_SIDE`` px (128 or 256 px models) are shrunk to it by
+    averaging, so a figure of many 256 px faces keeps a width at which its labels can
+    still be read when a browser fits it to the page."""
+    if rows[0].shape[-1] > LABELLED_MAX_SIDE:
+        rows = [torch.nn.functional.interpolate(r.float(), size=LABELLED_MAX_SIDE, mode="area")
+                for r in rows]
     size = rows[0].shape[-1]
     scale = max(1, 64 // size)  # small images are enlarged to be seen
     grids = [make_grid(r.detach().float().cpu().clamp(0, 1), nrow=len(r), padding=2,

@@ -1,8 +1,9 @@
 """Encoders, decoders and the VAE around them; architectures are chosen by name.
 
 - ``seed``: the original notebook's network (plain conv stack, BatchNorm, dropout).
-- ``resnet``: the default: residual blocks with GroupNorm, strided convs; four
-  stride-2 stages down to image_size/16, mirrored by the decoder.
+- ``resnet``: the default: residual blocks with GroupNorm, strided convs, one stride-2
+  stage per width (``resnet_widths``: four up to 112 px, more for larger images), mirrored
+  by the decoder.
 
 Every block carries a ``label`` so the architecture figure is drawn from the model
 itself (see ``describe``), never by hand.
@@ -116,9 +117,21 @@ def _seed_networks(cfg: ModelConfig):
     return nn.Sequential(*enc), nn.Sequential(*dec), feat
 
 
+def resnet_widths(cfg: ModelConfig) -> tuple[int, ...]:
+    """One width per stride-2 stage. ``model.channels`` gives four; while the feature map
+    after them would still be 8 px or more (and even), another stage of the first width
+    goes in front, at full resolution. So 64 px keeps four stages down to 4x4, 128 px gets
+    five and 256 px six, each ending at 4x4 with the same tail as at 64 px; sizes below
+    128 px are unchanged (their last map, 1-7 px, is what it always was)."""
+    widths = list(cfg.channels)
+    while (cfg.image_size >> len(widths)) >= 8 and (cfg.image_size >> len(widths)) % 2 == 0:
+        widths.insert(0, widths[0])
+    return tuple(widths)
+
+
 def _resnet_networks(cfg: ModelConfig):
-    ch = cfg.channels
-    s = cfg.image_size // 16
+    ch = resnet_widths(cfg)
+    s = cfg.image_size >> len(ch)
     enc = [Block(f"conv 4x4/2, {ch[0]}", nn.Conv2d(3, ch[0], 4, stride=2, padding=1)),
            Block(f"res block {ch[0]}", Residual(ch[0]))]
     for c_in, c in zip(ch, ch[1:]):

@@ -113,8 +113,11 @@ class ModelParams:
 @dataclass(frozen=True)
 class TrainParams:
     epochs: int = field(default=10, metadata=_range(1, 100_000))
-    batch_size: int = field(default=32, metadata=_range(1, 65_536))
-    # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.004).
+    # auto: what suits the device (toonvae.train.AUTO_BATCH: 32 on a CPU, 512 on CUDA).
+    batch_size: typing.Union[int, typing.Literal["auto"]] = field(default="auto", metadata=_rule(
+        lambda v: v == "auto" or 1 <= v <= 65_536, "'auto' or between 1 and 65536"))
+    # null: the arch's own at batch 32 (seed: the notebook's 0.0005; resnet: 0.004),
+    # scaled by sqrt(batch_size / 32) (toonvae.train.scaled_lr).
     lr: typing.Optional[float] = field(default=None, metadata=_range(1e-8, 10.0))
     beta: float = field(default=1.0, metadata=_range(0.0, 1000.0))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda", "mps"))
@@ -146,7 +149,7 @@ class TrainParams:
     nproc: int = field(default=1, metadata=_range(1, 1024))
 
     def _check(self, key, given):
-        if self.batch_size % self.nproc:
+        if self.batch_size != "auto" and self.batch_size % self.nproc:
             raise ParamError(f"{key}.batch_size: {self.batch_size} does not split evenly "
                              f"between train.nproc {self.nproc} processes; use a multiple "
                              f"of {self.nproc}")
@@ -277,8 +280,18 @@ def _build(cls, raw, prefix):
 def _convert(hint, value, key):
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin is typing.Union:  # Optional[X]
+    if origin is typing.Union and type(None) in args:  # Optional[X]
         return None if value is None else _convert(args[0], value, key)
+    if origin is typing.Union:  # X or a literal word such as 'auto'
+        words = [w for a in args if typing.get_origin(a) is typing.Literal
+                 for w in typing.get_args(a)]
+        if value in words:
+            return value
+        kinds = [a for a in args if typing.get_origin(a) is not typing.Literal]
+        if kinds == [int] and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ParamError(f"{key}: expected an integer or "
+                             + " or ".join(repr(w) for w in words) + f", got {_show(value)}")
+        return _convert(kinds[0], value, key)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".")
     if origin is dict:

@@ -19,6 +19,9 @@ def set_determinism(seed: int, threads: int = 0, deterministic: bool = True) -> 
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # Deterministic mode also fills every new tensor with NaN (a kernel per allocation on
+    # CUDA) to expose reads of uninitialised memory; no code here reads any.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = not deterministic
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if threads:

@@ -18,12 +18,22 @@ SAMPLERS = ("prior", "gmm")
 
 
 @torch.inference_mode()
-def posterior_means(model, images: np.ndarray, batch_size: int, device) -> np.ndarray:
-    """mu(x) of every image, as float32 numpy (N x latent_dim)."""
+def posterior_means(model, images: np.ndarray, batch_size: int, device,
+                    index: np.ndarray | None = None) -> np.ndarray:
+    """mu(x) of every image (or of the rows ``index``), as float32 numpy (N x latent_dim)."""
     model.eval()
-    out = [model.encode(to_float(xb, device))[0].float().cpu().numpy()
-           for xb in batches(images, batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.latent_dim), np.float32)
+    out = [model.encode(to_float(xb, device))[0].float()
+           for xb in batches(images, batch_size, index=index)]
+    # One read-back at the end: the host does not wait for the device batch by batch.
+    return (torch.cat(out).cpu().numpy() if out
+            else np.zeros((0, model.cfg.latent_dim), np.float32))
+
+
+def subset(n: int, limit: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded random ``limit`` of ``n`` rows; None when n <= limit (all)."""
+    if n <= limit:
+        return None
+    return np.sort(np.random.default_rng([seed, n, limit]).choice(n, limit, replace=False))
 
 
 def fit_gmm(means: np.ndarray, components: int, seed: int) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,40 +13,61 @@ import torch
 
 from toonvae import distributed, losses
 from toonvae.checkpoint import Checkpointer, Position, data_digest
-from toonvae.data import ImageRows, PreparedData, batches, to_float
+from toonvae.data import ImageRows, PreparedData, batches, prefetched, to_float
 from toonvae.distributed import World
 from toonvae.errors import ToonvaeError
 from toonvae.model import VAE, ModelConfig, build, count_parameters, save_model
-from toonvae.progress import log, progress
+from toonvae.params import TrainParams
+from toonvae.progress import Parts, log, progress
 from toonvae.runtime import (autocast, pick_device, resolve_precision, set_determinism,
                              use_channels_last)
-from toonvae.sampler import fit_gmm, posterior_means
+from toonvae.sampler import fit_gmm, posterior_means, subset
 
-ARCH_LR = {"seed": 0.0005, "resnet": 0.004}  # the notebook's Adam lr; ours (with cosine decay)
+ARCH_LR = {"seed": 0.0005, "resnet": 0.004}  # at REFERENCE_BATCH: the notebook's Adam lr; ours
+REFERENCE_BATCH = 32  # the batch the arch learning rates were tuned at
+# train.batch_size: auto, per device type. The CPU runs at the same speed per image from
+# batch 32 to 128 (benchmarks/train_bench.py), so it keeps the batch the recipe was tuned
+# at; a GPU pays a fixed cost per step, so it needs large batches to be busy.
+AUTO_BATCH = {"cpu": 32, "mps": 32, "cuda": 512}
 SYNC_EVERY = 32  # batches between loss read-backs on a GPU
 DEVICE_DATA_FRACTION = 0.5  # put a split in GPU memory when it takes at most this much free memory
+# Work after the last epoch is capped so that it does not grow with the dataset: the
+# log-scale grid is fitted on at most LOG_SCALE_IMAGES validation images and the latent
+# mixture on the posterior means of at most GMM_IMAGES training images (a seeded subset).
+LOG_SCALE_IMAGES = 1000
+GMM_IMAGES = 10_000
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    epochs: int
-    batch_size: int
-    lr: float | None
-    beta: float
-    device: str
-    threads: int
-    seed: int
-    checkpoint_every: int = 0  # also checkpoint every N batches (0: at each epoch's end only)
+class TrainConfig(TrainParams):
+    """params.yaml's ``train`` section plus the values of other sections that training reads."""
+    seed: int = 0
     gmm_components: int = 10  # of the mixture fitted to posterior means after training
-    precision: str = "auto"  # auto, fp32 or bf16 (see runtime.resolve_precision)
-    deterministic: bool = True
-    optimizer: str = "adamw"  # adamw or adam
-    weight_decay: float = 0.0  # AdamW's decoupled decay
-    schedule: str = "cosine"  # cosine: decay to 0 over training; constant
-    warmup_steps: int = 0  # linear learning-rate warm-up, in batches
-    kl_warmup_epochs: float = 0.0  # beta rises linearly from 0 over this many epochs
-    free_bits: float = 0.0  # nats per latent dimension (see losses.training_loss)
-    ema: float = 0.0  # decay of the weight average that is evaluated and saved; 0: none
+
+    @classmethod
+    def from_params(cls, p) -> "TrainConfig":
+        """From a ``toonvae.params.Params``."""
+        train = {f.name: getattr(p.train, f.name) for f in dataclasses.fields(p.train)}
+        return cls(**train, seed=p.seed, gmm_components=p.sampler.gmm_components)
+
+
+def resolve_batch_size(batch_size: int | str, device: torch.device, processes: int = 1) -> int:
+    """``train.batch_size`` as a number of images per optimizer step (over all processes).
+
+    ``auto`` is ``AUTO_BATCH`` of the device type: per GPU on CUDA (one GPU per process),
+    in all on the CPU; rounded up so that the processes share it evenly.
+    """
+    if batch_size != "auto":
+        return int(batch_size)
+    per_device = AUTO_BATCH.get(torch.device(device).type, REFERENCE_BATCH)
+    total = per_device * processes if torch.device(device).type == "cuda" else per_device
+    return -(-total // processes) * processes
+
+
+def scaled_lr(arch: str, batch_size: int) -> float:
+    """The arch's learning rate at ``batch_size``: square-root scaling from the batch it
+    was tuned at (``benchmarks/recipe_bench.py --variants`` batch-* rows measure the rule)."""
+    return ARCH_LR[arch] * math.sqrt(batch_size / REFERENCE_BATCH)
 
 
 class Recipe:
@@ -140,10 +162,11 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
     bar = progress(total=n_batches, desc=desc, unit="batch")
     bar.update(start.step)
     with bar, torch.set_grad_enabled(training):
-        for step, xb in enumerate(batches(array, cfg.batch_size, shuffle=training, rng=rng,
-                                          drop_last=training, start=start.step,
-                                          shard=(world.rank, world.size)),
-                                  start=start.step):
+        reader = batches(array, cfg.batch_size, shuffle=training, rng=rng, drop_last=training,
+                         start=start.step, shard=(world.rank, world.size))
+        if device.type == "cuda" and not isinstance(array, torch.Tensor):
+            reader = prefetched(reader, pin=True)  # a split streamed from disk
+        for step, xb in enumerate(reader, start=start.step):
             if len(xb) == 0:  # a last validation batch smaller than the number of processes
                 pending.append((step, 0, torch.zeros(3, device=device)))
                 if len(pending) >= sync_every:  # in step with the other processes' read-backs
@@ -188,26 +211,57 @@ def _nonfinite(value: float, epoch: int, step: int, n_batches: int, optimizer,
                         f"train.lr (now {lr:g}, try {lr / 4:g}) or check the data")
 
 
+GRID_ELEMENTS = 2**23  # pixel values per chunk of the log-scale grid: bounded memory
+LOG_SCALE_GRID = 141  # log-scales from losses.LOG_SCALE_MIN to 0, 0.05 apart
+COARSE_EVERY = 8  # the grid is searched at every 8th scale first, then around the best
+
+
 @torch.inference_mode()
-def fit_log_scale(model: VAE, array, batch_size: int, device) -> None:
+def fit_log_scale(model: VAE, array, batch_size: int, device,
+                  max_images: int = LOG_SCALE_IMAGES) -> None:
     """Set ``model.log_scale`` to the maximum-likelihood scale per channel.
 
     Training uses a per-batch scale (gaussian, logistic) or none (the notebook's MSE), so
     every model gets the same treatment after training: the per-channel scale that
     maximises the likelihood of the validation reconstructions (from sampled z, as
-    in the ELBO), found on a fine grid.
+    in the ELBO), found on a fine grid of ``LOG_SCALE_GRID`` log-scales.
+
+    Work is bounded: it uses the first ``max_images`` images (a split is a seeded shuffle,
+    so that is a random subset) and at most 2^24 pixel values of them, reconstructs them
+    once, and evaluates the likelihood a chunk of scales at a time (one broadcast kernel,
+    not one per scale), at every ``COARSE_EVERY``-th scale and then at every scale around
+    the best of those: the grid's minimum, since the likelihood of a scale has one minimum.
     """
     model.eval()
     pixel_nll = losses.PIXEL_NLL[model.cfg.eval_likelihood]
-    grid = torch.linspace(losses.LOG_SCALE_MIN, 0.0, 141, device=device)
-    nll = torch.zeros(len(grid), 3, device=device)
-    for xb in batches(array, batch_size):
+    values = int(np.prod(array.shape[1:]))
+    n = min(len(array), max_images, max(1, 2**24 // values))
+    pairs = []  # (images, reconstructions) of each batch
+    for xb in batches(array[:n] if n < len(array) else array, batch_size):
         x = to_float(xb, device)
-        mean = model(x)[0]
-        for i, s in enumerate(grid):
-            nll[i] += pixel_nll(x, mean, s.view(1, 1, 1, 1)).sum((0, 2, 3))
-    best = grid[nll.argmin(0)]
-    model.log_scale.data.copy_(best.view(1, 3, 1, 1))
+        pairs.append((x, model(x)[0].float()))
+    grid = torch.linspace(losses.LOG_SCALE_MIN, 0.0, LOG_SCALE_GRID, device=device)
+    nll = torch.full((len(grid), 3), float("inf"), device=device)
+
+    def fill(rows: list[int]) -> None:
+        rows = torch.tensor(rows, device=device)
+        nll[rows] = 0.0
+        for x, mean in pairs:
+            step = max(1, GRID_ELEMENTS // x.numel())
+            for first in range(0, len(rows), step):
+                chunk = rows[first:first + step]
+                shape = (len(chunk), *x.shape)
+                nll[chunk] += pixel_nll(x.expand(shape), mean.expand(shape),
+                                        grid[chunk].view(-1, 1, 1, 1, 1)).sum((1, 3, 4))
+
+    coarse = sorted({*range(0, len(grid), COARSE_EVERY), len(grid) - 1})
+    fill(coarse)
+    near = set()
+    for best in nll.argmin(0).tolist():
+        near |= set(range(max(best - COARSE_EVERY + 1, 0),
+                          min(best + COARSE_EVERY, len(grid))))
+    fill(sorted(near - set(coarse)))
+    model.log_scale.data.copy_(grid[nll.argmin(0)].view(1, 3, 1, 1))
 
 
 def stage_on_device(rows: ImageRows, device: torch.device,
@@ -253,6 +307,8 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
                if world.distributed else cfg.threads)
     set_determinism(cfg.seed, threads, cfg.deterministic)
     device = pick_device(cfg.device)
+    cfg = dataclasses.replace(cfg, batch_size=resolve_batch_size(cfg.batch_size, device,
+                                                                 world.size))
     if not world.distributed:
         return _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path,
                       device, world)
@@ -270,6 +326,7 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
 
 def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, device,
            world: World) -> dict:
+    parts = Parts(sync=torch.cuda.synchronize if device.type == "cuda" else None)
     precision = resolve_precision(cfg.precision, device)
     channels_last = use_channels_last(device)
     data = PreparedData(data_dir)
@@ -282,22 +339,27 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
                            f"train.batch_size {cfg.batch_size}, but there are only "
                            f"{len(train_set)} training images; lower train.batch_size")
     if device.type == "cuda":
-        train_set, val_set = stage_on_device(train_set, device), stage_on_device(val_set, device)
+        with parts("data to device"):
+            train_set, val_set = (stage_on_device(train_set, device),
+                                  stage_on_device(val_set, device))
     model = build(model_cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     likelihood = model_cfg.resolved_likelihood
-    lr = cfg.lr if cfg.lr is not None else ARCH_LR[model_cfg.arch]
+    lr = cfg.lr if cfg.lr is not None else scaled_lr(model_cfg.arch, cfg.batch_size)
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
+    # The fused kernel updates every tensor in one launch (CUDA only); same maths.
+    fused = {"fused": True} if device.type == "cuda" else {}
     if cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, **fused)
     else:
-        optimizer = torch.optim.Adam(params, lr=lr)
+        optimizer = torch.optim.Adam(params, lr=lr, **fused)
     steps_per_epoch = len(train_set) // cfg.batch_size or 1
     recipe = Recipe(cfg, lr, steps_per_epoch)
     ema = make_ema(model, cfg.ema) if cfg.ema > 0 else None
     log(f"training {model_cfg.arch} VAE ({count_parameters(model):,} parameters, "
-        f"{likelihood} likelihood) on {len(train_set)} images, device {device}, {precision}"
+        f"{likelihood} likelihood) on {len(train_set)} images, batch {cfg.batch_size}, "
+        f"lr {lr:g}, device {device}, {precision}"
         + (", channels_last" if channels_last else "")
         + (", data in device memory" if isinstance(train_set, torch.Tensor) else "")
         + (f", {world.size} processes (DDP, {'nccl' if device.type == 'cuda' else 'gloo'})"
@@ -335,42 +397,56 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
             if world.distributed:  # each process its own reparameterisation noise
                 torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, world.rank])
                                       .generate_state(1)[0]))
-            tr = run_epoch(net, train_set, cfg, likelihood, device, optimizer=optimizer,
-                           rng=rng, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                           start=pos if pos.epoch == epoch else None,
-                           after_step=_every(ckpt, cfg.checkpoint_every, model, optimizer,
-                                             epoch, pos.history, ema),
-                           precision=precision, channels_last=channels_last,
-                           recipe=recipe, ema=ema, world=world)
-            va = run_epoch(evaluated, val_set, cfg, likelihood, device, epoch=epoch,
-                           desc="validation", precision=precision,
-                           channels_last=channels_last, world=world) if len(val_set) else None
+            with parts("epochs"):
+                tr = run_epoch(net, train_set, cfg, likelihood, device, optimizer=optimizer,
+                               rng=rng, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                               start=pos if pos.epoch == epoch else None,
+                               after_step=_every(ckpt, cfg.checkpoint_every, model, optimizer,
+                                                 epoch, pos.history, ema),
+                               precision=precision, channels_last=channels_last,
+                               recipe=recipe, ema=ema, world=world)
+            with parts("validation"):
+                va = run_epoch(evaluated, val_set, cfg, likelihood, device, epoch=epoch,
+                               desc="validation", precision=precision,
+                               channels_last=channels_last,
+                               world=world) if len(val_set) else None
             entry = {split: {k: round(float(v), 4) for k, v in values.items()}
                      for split, values in (("train", tr), ("val", va)) if values}
             pos.history.append(entry)
-            _log_epoch(live, entry)
+            with parts("logging"):
+                _log_epoch(live, entry)
             if ckpt:
-                ckpt.save(model, optimizer, Position(epoch + 1, 0, history=pos.history), ema)
+                with parts("checkpoints"):
+                    ckpt.save(model, optimizer, Position(epoch + 1, 0, history=pos.history),
+                              ema)
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {tr['loss']:.2f}"
                 + (f", val loss {va['loss']:.2f}" if va else "")
                 + f" (recon {tr['recon']:.2f}, kl {tr['kl']:.2f})")
 
+    result = {"epochs": cfg.epochs, "images": len(train_set), "batch_size": cfg.batch_size,
+              "lr": lr, "history": pos.history, "parts": parts}
     if not world.main:  # rank 0 finishes the model alone
-        return {"epochs": cfg.epochs, "images": len(train_set), "history": pos.history}
+        return result
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
-    fit_log_scale(model, val_set if len(val_set) else train_set, cfg.batch_size, device)
-    model.gmm = fit_gmm(posterior_means(model, train_set, cfg.batch_size, device),
-                        cfg.gmm_components, cfg.seed)
-    save_model(model, model_path, extra={"train": {"epochs": cfg.epochs, "lr": lr,
-                                                     "batch_size": cfg.batch_size,
-                                                     "beta": cfg.beta, "seed": cfg.seed,
-                                                     "optimizer": cfg.optimizer,
-                                                     "schedule": cfg.schedule, "ema": cfg.ema},
-                                         "data": data.manifest["counts"]})
-    if ckpt:
-        ckpt.remove()
-    return {"epochs": cfg.epochs, "images": len(train_set), "history": pos.history}
+    with parts("log-scale fit"):
+        fit_log_scale(model, val_set if len(val_set) else train_set, cfg.batch_size, device)
+    with parts("posterior means"):
+        index = subset(len(train_set), GMM_IMAGES, cfg.seed)
+        means = posterior_means(model, train_set, cfg.batch_size, device, index=index)
+    with parts("mixture fit"):
+        model.gmm = fit_gmm(means, cfg.gmm_components, cfg.seed)
+    with parts("save"):
+        save_model(model, model_path, extra={"train": {"epochs": cfg.epochs, "lr": lr,
+                                                         "batch_size": cfg.batch_size,
+                                                         "beta": cfg.beta, "seed": cfg.seed,
+                                                         "optimizer": cfg.optimizer,
+                                                         "schedule": cfg.schedule,
+                                                         "ema": cfg.ema},
+                                             "data": data.manifest["counts"]})
+        if ckpt:
+            ckpt.remove()
+    return result
 
 
 def _log_epoch(live, entry: dict) -> None:
