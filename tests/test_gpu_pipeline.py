@@ -48,4 +48,6 @@ def test_gpu_pipeline_tiny_runs_the_whole_pipeline_at_256_px(tmp_path):
                and blob["state_dict"][k].shape[-1] == 4) == 6  # six 4x4/2 stages
     recon = Image.open(clone / "figures/anime/reconstruction.png")
     assert recon.width == 4 * 256 + 5 * 2  # four columns of full-size faces, not shrunk
-    assert Image.open(clone / "figures/cartoon/temperature.png").width >= 1000
+    # Labelled rows shrink 256 px faces to 128 px, so their labels stay readable.
+    width = Image.open(clone / "figures/cartoon/temperature.png").width
+    assert 4 * 130 < width < 4 * 130 + 200, width
