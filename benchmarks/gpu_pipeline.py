@@ -28,15 +28,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from pipeline_bench import timed
+from pipeline_bench import clone_head, timed
 
 KAGGLE_COUNTS = {"anime": 63_632, "cartoon": 10_000}  # splcher/animefacedataset; cartoonset10k
 SUMMARY = re.compile(r"train (\S+): wrote \S+ after (\d+) epochs on (\d+) images \(batch (\d+)\) "
@@ -127,15 +125,8 @@ def main() -> None:
         args.epochs = 1
     args.keep |= args.work is not None
     work = args.work or Path(tempfile.mkdtemp(prefix="toonvae-gpu-pipeline-"))
-    clone = work / "repo"
-    subprocess.run(["git", "clone", "-q", str(args.repo), str(clone)], check=True)
-    for key, value in (("user.name", "gpu-pipeline"), ("user.email", "bench@localhost")):
-        subprocess.run(["git", "config", key, value], cwd=clone, check=True)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    clone, head, env = clone_head(args.repo, work, "gpu-pipeline")
     p = set_params(clone / "params.yaml", args)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1"}
     print(f"dvc repro in a clone of {head} ({', '.join(args.datasets)}; "
           f"{p['image_size']} px, {args.epochs} epochs) ...", flush=True)
     start = time.monotonic()

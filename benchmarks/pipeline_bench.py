@@ -58,6 +58,20 @@ def timed(cmd: list[str], cwd: Path, env: dict, keep_log: bool = False) -> dict:
     return {**out, "log": "".join(lines)} if keep_log else out
 
 
+def clone_head(repo: Path, work: Path, user: str) -> tuple[Path, str, dict]:
+    """A git clone of ``repo``'s HEAD at ``work``/repo, its short hash, and the environment
+    that puts this Python's ``dvc`` and ``python`` first on PATH."""
+    clone = work / "repo"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    for key, value in (("user.name", user), ("user.email", "bench@localhost")):
+        subprocess.run(["git", "config", key, value], cwd=clone, check=True)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1"}
+    return clone, head, env
+
+
 def share(stages: dict, kind: str, total: float) -> float:
     return sum(s for name, s in stages.items() if name.split("@")[0] == kind) / total
 
@@ -71,13 +85,7 @@ def main() -> None:
     ap.add_argument("--no-exp", action="store_true", help="skip step 3")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="toonvae-pipeline-bench-"))
-    clone = work / "repo"
-    subprocess.run(["git", "clone", "-q", str(args.repo), str(clone)], check=True)
-    for key, value in (("user.name", "pipeline-bench"), ("user.email", "bench@localhost")):
-        subprocess.run(["git", "config", key, value], cwd=clone, check=True)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    clone, head, env = clone_head(args.repo, work, "pipeline-bench")
 
     print(f"dvc repro -f from scratch in a clone of {head} ...", flush=True)
     repro = timed(["dvc", "repro", "-f"], clone, env)

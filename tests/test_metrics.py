@@ -168,6 +168,26 @@ def test_gmm_sampler_follows_the_posterior_means_and_survives_save_load(tmp_path
         loaded.sample(4, sampler="gmm")
 
 
+def test_gmm_in_torch_is_scikit_learns_fit():
+    """The mixture's EM in torch against scikit-learn's GaussianMixture (what fitted it
+    before): the same seeding and updates give the same weights, means and covariances."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 3, (4, 5))
+    means = np.concatenate([rng.multivariate_normal(c, np.diag(rng.uniform(0.2, 1, 5)), 150)
+                            for c in centres])
+    ref = GaussianMixture(4, covariance_type="full", reg_covar=1e-4, init_params="k-means++",
+                          max_iter=200, random_state=7).fit(means)
+    got = fit_gmm(means, components=4, seed=7)
+    np.testing.assert_allclose(got["weights"].numpy(), ref.weights_, atol=1e-6)
+    np.testing.assert_allclose(got["means"].numpy(), ref.means_, atol=1e-5)
+    np.testing.assert_allclose(got["scale_tril"].numpy(), np.linalg.cholesky(ref.covariances_),
+                               atol=1e-5)
+    assert not np.allclose(fit_gmm(means, components=4, seed=8)["means"].numpy(), ref.means_,
+                           atol=1e-3)  # the seed matters: the comparison has teeth
+
+
 def test_linear_probe_reads_a_linearly_coded_attribute():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(400, 8))

@@ -68,3 +68,11 @@ def test_resnet_gets_a_stage_per_halving_down_to_a_small_map(size, stages, last)
     flat = [shape for part, label, shape in describe(model) if label == "flatten"]
     assert flat == [(32 * last * last,)]
     assert model(torch.rand(2, 3, size, size))[0].shape == (2, 3, size, size)
+
+
+def test_the_notebooks_256_px_job_builds_its_network():
+    """-S model.arch=seed -S image_size=256 -S latent_dim=200: the notebook's exact network."""
+    model = build(ModelConfig("seed", 256, latent_dim=200))
+    assert model.to_mu.in_features == 32 * 16 * 16  # four stride-2 convs, 256 -> 16 px
+    with torch.no_grad():
+        assert model.eval()(torch.rand(1, 3, 256, 256))[0].shape == (1, 3, 256, 256)

@@ -34,7 +34,7 @@ DEVICE_DATA_FRACTION = 0.5  # put a split in GPU memory when it takes at most th
 # Work after the last epoch is capped so that it does not grow with the dataset: the
 # log-scale grid is fitted on at most LOG_SCALE_IMAGES validation images and the latent
 # mixture on the posterior means of at most GMM_IMAGES training images (a seeded subset).
-LOG_SCALE_IMAGES = 1000
+LOG_SCALE_IMAGES = 500
 GMM_IMAGES = 10_000
 
 
@@ -435,7 +435,7 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
         index = subset(len(train_set), GMM_IMAGES, cfg.seed)
         means = posterior_means(model, train_set, cfg.batch_size, device, index=index)
     with parts("mixture fit"):
-        model.gmm = fit_gmm(means, cfg.gmm_components, cfg.seed)
+        model.gmm = fit_gmm(means, cfg.gmm_components, cfg.seed, device)
     with parts("save"):
         save_model(model, model_path, extra={"train": {"epochs": cfg.epochs, "lr": lr,
                                                          "batch_size": cfg.batch_size,
