@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--latent-dim", type=int, default=128)
     ap.add_argument("--channels", default="16,32,64,128")
     ap.add_argument("--swd-images", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     names = args.variants.split(",")
@@ -88,7 +89,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            cfg = replace(BASE, epochs=args.epochs, **VARIANTS[name])
+            cfg = replace(BASE, epochs=args.epochs, threads=args.threads, **VARIANTS[name])
             out = Path(tmp) / name
             t0 = time.perf_counter()
             train(data.root, out / "model.pt", out / "curves", mc, cfg)
