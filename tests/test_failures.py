@@ -87,7 +87,7 @@ def test_a_nan_loss_stops_training_naming_epoch_batch_and_remedy(prepared, tmp_p
         train(prepared, tmp_path / "model.pt", tmp_path / "curves", TINY, CFG,
               checkpoint_path=tmp_path / "ckpt.pt")
     assert str(err.value) == ("the training loss became nan at epoch 2, batch 4 of 10; training "
-                              "stopped: lower train.lr (now 0.002, try 0.0005) or check the data")
+                              "stopped: lower train.lr (now 0.004, try 0.001) or check the data")
     assert not (tmp_path / "model.pt").exists()
     kept = torch.load(tmp_path / "ckpt.pt", weights_only=True)  # the last good state stays
     assert kept["epoch"] == 1 and all(torch.isfinite(v).all() for v in kept["model"].values())

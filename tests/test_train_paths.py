@@ -203,14 +203,6 @@ def test_auto_batch_size_suits_each_device_type(device, processes, want):
     assert resolve_batch_size(48, torch.device(device), processes) == 48  # a number wins
 
 
-def test_default_learning_rate_scales_with_the_square_root_of_the_batch():
-    from toonvae.train import ARCH_LR, scaled_lr
-
-    assert scaled_lr("resnet", 32) == ARCH_LR["resnet"]
-    assert scaled_lr("resnet", 512) == pytest.approx(4 * ARCH_LR["resnet"])
-    assert scaled_lr("seed", 8) == pytest.approx(ARCH_LR["seed"] / 2)
-
-
 def test_auto_batch_trains_at_the_cpu_batch_and_reports_where_the_time_went(prepared,
                                                                            tmp_path):
     from dataclasses import replace

@@ -116,8 +116,7 @@ class TrainParams:
     # auto: what suits the device (toonvae.train.AUTO_BATCH: 32 on a CPU, 512 on CUDA).
     batch_size: typing.Union[int, typing.Literal["auto"]] = field(default="auto", metadata=_rule(
         lambda v: v == "auto" or 1 <= v <= 65_536, "'auto' or between 1 and 65536"))
-    # null: the arch's own at batch 32 (seed: the notebook's 0.0005; resnet: 0.004),
-    # scaled by sqrt(batch_size / 32) (toonvae.train.scaled_lr).
+    # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.004) at any batch size.
     lr: typing.Optional[float] = field(default=None, metadata=_range(1e-8, 10.0))
     beta: float = field(default=1.0, metadata=_range(0.0, 1000.0))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda", "mps"))

@@ -23,8 +23,9 @@ from toonvae.runtime import (autocast, pick_device, resolve_precision, set_deter
                              use_channels_last)
 from toonvae.sampler import fit_gmm, posterior_means, subset
 
-ARCH_LR = {"seed": 0.0005, "resnet": 0.004}  # at REFERENCE_BATCH: the notebook's Adam lr; ours
-REFERENCE_BATCH = 32  # the batch the arch learning rates were tuned at
+# The notebook's Adam lr; ours. At any batch size: scaling it up with the batch (by the
+# square root or linearly) trained worse at batch 128 (benchmarks/recipe_bench.py batch-*).
+ARCH_LR = {"seed": 0.0005, "resnet": 0.004}
 # train.batch_size: auto, per device type. The CPU runs at the same speed per image from
 # batch 32 to 128 (benchmarks/train_bench.py), so it keeps the batch the recipe was tuned
 # at; a GPU pays a fixed cost per step, so it needs large batches to be busy.
@@ -59,15 +60,9 @@ def resolve_batch_size(batch_size: int | str, device: torch.device, processes: i
     """
     if batch_size != "auto":
         return int(batch_size)
-    per_device = AUTO_BATCH.get(torch.device(device).type, REFERENCE_BATCH)
+    per_device = AUTO_BATCH.get(torch.device(device).type, AUTO_BATCH["cpu"])
     total = per_device * processes if torch.device(device).type == "cuda" else per_device
     return -(-total // processes) * processes
-
-
-def scaled_lr(arch: str, batch_size: int) -> float:
-    """The arch's learning rate at ``batch_size``: square-root scaling from the batch it
-    was tuned at (``benchmarks/recipe_bench.py --variants`` batch-* rows measure the rule)."""
-    return ARCH_LR[arch] * math.sqrt(batch_size / REFERENCE_BATCH)
 
 
 class Recipe:
@@ -346,7 +341,7 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     likelihood = model_cfg.resolved_likelihood
-    lr = cfg.lr if cfg.lr is not None else scaled_lr(model_cfg.arch, cfg.batch_size)
+    lr = cfg.lr if cfg.lr is not None else ARCH_LR[model_cfg.arch]
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
     # The fused kernel updates every tensor in one launch (CUDA only); same maths.
     fused = {"fused": True} if device.type == "cuda" else {}
