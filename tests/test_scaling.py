@@ -67,7 +67,7 @@ def test_two_gloo_processes_train_and_their_checkpoint_resumes_in_one_process(re
 
     out = dvc(["repro", "train@cartoon"], repo)
     log = out.stdout + out.stderr
-    assert "on 160 images, device cpu, fp32, 2 processes (DDP, gloo)" in log
+    assert "on 160 images, batch 8, lr 0.004, device cpu, fp32, 2 processes (DDP, gloo)" in log
     assert re.search(r"train cartoon: wrote models/cartoon/model\.pt after 3 epochs", log)
     assert log.count("epoch 3/3: train loss") == 1, "rank 1 must stay silent"
     losses = loss_curve(repo)

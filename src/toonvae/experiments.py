@@ -112,7 +112,7 @@ def queue_status(repo: Path) -> dict[str, str]:
     return out
 
 
-STAGE_TIME = re.compile(r"^(train|evaluate) (\S+): wrote .* in ([\d.]+)s$", re.M)
+STAGE_TIME = re.compile(r"^(train|evaluate) (\S+): wrote .* in ([\d.]+)s(?:; .*)?$", re.M)
 
 
 def stage_seconds(name: str, repo: Path) -> dict[str, dict[str, float]]:
