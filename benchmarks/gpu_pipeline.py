@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from pipeline_bench import clone_head, timed
+from toonvae.report import read_metrics
 
 KAGGLE_COUNTS = {"anime": 63_632, "cartoon": 10_000}  # splcher/animefacedataset; cartoonset10k
 SUMMARY = re.compile(r"train (\S+): wrote \S+ after (\d+) epochs on (\d+) images \(batch (\d+)\) "
@@ -137,7 +138,7 @@ def main() -> None:
     r = {"commit": head, "device": device_name(), "torch": torch.__version__, "image_size": p["image_size"],
          "epochs": args.epochs, "arch": args.arch, "repro": repro,
          "wall_s": round(time.monotonic() - start, 1), "train": train_summaries(log),
-         "metrics": {name: json.loads((clone / "metrics" / f"{name}.json").read_text())
+         "metrics": {name: read_metrics(clone / "metrics" / f"{name}.json")
                      for name in args.datasets}}
     r["after_prepare_s"] = sum(s for name, s in repro["stages"].items()
                                if name.split("@")[0] in ("train", "evaluate", "render-figures"))

@@ -1,6 +1,10 @@
 """evaluate stage: test-split metrics of models/<dataset>/ into metrics/<dataset>.json,
 and the KL of each latent dimension into metrics/kl/<dataset>.csv (a dvc plot)."""
 
+from toonvae.stage import dataset_stage, pin_numerics, run
+
+pin_numerics()  # before anything imports torch (toonvae.numerics)
+
 import json
 
 from toonvae.data import PreparedData
@@ -8,16 +12,18 @@ from toonvae.evaluation import evaluate
 from toonvae.files import write_text
 from toonvae.metrics import rounded
 from toonvae.model import load_model
+from toonvae.numerics import platform, thread_count
 from toonvae.progress import log
+from toonvae.report import metrics_document
 from toonvae.runtime import pick_device, set_determinism
-from toonvae.stage import dataset_stage, run
 
 
 def main():
     name, p, timer = dataset_stage(__doc__)
-    set_determinism(p.seed, p.train.threads, p.train.deterministic)
+    set_determinism(p.seed, thread_count(p.runtime.numerics, p.train.threads),
+                    p.train.deterministic, p.runtime.numerics)
     device = pick_device(p.train.device)
-    model, _ = load_model(f"models/{name}", device)
+    model, blob = load_model(f"models/{name}", device)
     data = PreparedData(f"data/prepared/{name}")
     result, kl_per_dim = evaluate(model, data, p.evaluate, p.sampler.kind, p.seed, device)
     counts = data.manifest["counts"]
@@ -25,7 +31,11 @@ def main():
                    "n_skipped": len(data.manifest["skipped"]),
                    "n_duplicates": len(data.manifest.get("duplicates", []))})
     out = f"metrics/{name}.json"
-    write_text(out, json.dumps(rounded(result), indent=2) + "\n")
+    write_text(out, json.dumps(metrics_document(name, rounded(result)), indent=2) + "\n")
+    # What computed the numbers: the same on every machine that should agree.
+    write_text(f"metrics/platform/{name}.json", json.dumps(
+        {"train": blob.get("platform"), "evaluate": platform(p.runtime.numerics)},
+        indent=2) + "\n")
     write_text(f"metrics/kl/{name}.csv", "dim,kl\n" + "".join(
         f"{d},{kl:.6g}\n" for d, kl in enumerate(kl_per_dim)))
     log(f"evaluate {name}: wrote {out} and metrics/kl/{name}.csv ({result['n_test']} test "

@@ -1,20 +1,25 @@
 """render-figures stage: the README pictures of one dataset into figures/<dataset>/."""
 
-import json
+from toonvae.stage import dataset_stage, pin_numerics, run
+
+pin_numerics()  # before anything imports torch (toonvae.numerics)
+
 from pathlib import Path
 
 from toonvae import figures, latent_figures
 from toonvae.data import PreparedData
 from toonvae.errors import ToonvaeError
 from toonvae.model import load_model
+from toonvae.numerics import thread_count
 from toonvae.progress import log
+from toonvae.report import read_metrics
 from toonvae.runtime import set_determinism
-from toonvae.stage import dataset_stage, run
 
 
 def main():
     name, p, timer = dataset_stage(__doc__)
-    set_determinism(p.seed, p.train.threads, p.train.deterministic)
+    set_determinism(p.seed, thread_count(p.runtime.numerics, p.train.threads),
+                    p.train.deterministic, p.runtime.numerics)
     f = p.figures
     data = PreparedData(f"data/prepared/{name}")
     model, _ = load_model(f"models/{name}")
@@ -27,7 +32,7 @@ def main():
     if not (kl_file.is_file() and metrics_file.is_file()):
         raise ToonvaeError(f"{kl_file} or {metrics_file} missing; run the evaluate stage first")
     kl = [float(row.split(",")[1]) for row in kl_file.read_text().splitlines()[1:]]
-    active = json.loads(metrics_file.read_text()).get("active_units")
+    active = read_metrics(metrics_file).get("active_units")
     figures.kl_per_dim(kl, active, f"{out}/kl_per_dim.png")
     figures.curves(f"metrics/curves/{name}", f"{out}/curves.png")
     test = data.split("test")

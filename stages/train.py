@@ -5,10 +5,13 @@ With train.nproc > 1 it starts itself again under torchrun, one process per GPU 
 gloo processes on the CPU (toonvae.distributed).
 """
 
+from toonvae.stage import dataset_stage, pin_numerics, run
+
+pin_numerics()  # before anything imports torch (toonvae.numerics)
+
 from toonvae import distributed
 from toonvae.model import model_config
 from toonvae.progress import log
-from toonvae.stage import dataset_stage, run
 from toonvae.train import TrainConfig, train
 
 

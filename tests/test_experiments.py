@@ -12,6 +12,7 @@ from conftest import ROOT, run
 from test_pipeline import dvc, dvc_env
 from toonvae import experiments
 from toonvae.errors import ToonvaeError
+from toonvae.report import read_metrics
 
 
 def entry(name, overrides, mse, elbo, swd_prior, swd_gmm, train_s, parameters):
@@ -92,7 +93,7 @@ def test_queue_runs_the_rows_and_writes_the_table(repo_copy):
     dvc(["repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "results"], repo)
-    committed = {"anime": json.loads((repo / "metrics" / "anime.json").read_text())}
+    committed = {"anime": read_metrics(repo / "metrics" / "anime.json")}
 
     out = run([sys.executable, "-m", "toonvae.experiments", "run", "--only", "default,seed"],
               repo, env=dvc_env())

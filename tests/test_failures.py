@@ -39,7 +39,7 @@ def missing_folder(p):
 
 @pytest.mark.parametrize("stage, change, line, not_written", [
     ("train", typo, "error: latnt_dim: unknown key; allowed here: seed, image_size, latent_dim, "
-     "datasets, preprocess, model, train, evaluate, sampler, figures", "models"),
+     "datasets, preprocess, model, train, evaluate, sampler, figures, runtime", "models"),
     ("download", missing_folder, "error: datasets.anime.path: '/no/such/faces' does not exist; "
      "point it at a folder of images or a .zip/.tar(.gz) archive", "data"),
     ("evaluate", lambda p: None, "error: models/anime/model.pt: no model file; run the train "

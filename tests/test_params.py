@@ -39,8 +39,10 @@ WIDTHS = "widths between 1 and 4096, each at most 8 or a multiple of 8"
 # Each bad params.yaml variant and the one line the user sees for it, word for word.
 BAD = [
     ("latnt_dim", 8, "latnt_dim: unknown key; allowed here: seed, image_size, latent_dim, "
-     "datasets, preprocess, model, train, evaluate, sampler, figures"),
+     "datasets, preprocess, model, train, evaluate, sampler, figures, runtime"),
     ("latent_dim", DELETE, "latent_dim: missing; add it to params.yaml"),
+    ("runtime.numerics", "fast",
+     "runtime.numerics: 'fast' is not allowed; expected one of portable, native"),
     ("latent_dim", "big", "latent_dim: expected an integer, got 'big'"),
     ("latent_dim", 2.5, "latent_dim: expected an integer, got 2.5"),
     ("latent_dim", 0, "latent_dim: 0 is not allowed; expected between 1 and 4096"),

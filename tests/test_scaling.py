@@ -185,7 +185,7 @@ def test_the_queue_runs_two_experiments_at_once(repo_copy):
                 params = data.get("params", {}).get("params.yaml", {}).get("data", {})
                 metrics = data.get("metrics", {}).get("metrics/cartoon.json", {}).get("data")
                 if metrics:
-                    found[params["latent_dim"]] = metrics
+                    found[params["latent_dim"]] = metrics["cartoon"]
     assert sorted(found) == [4, 8], shown
     assert all(0 < m["mse"] < 1 and m["elbo_bpd"] > 0 for m in found.values())
     assert found[4]["mse"] != found[8]["mse"]

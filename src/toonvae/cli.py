@@ -12,6 +12,7 @@ from pathlib import Path
 
 from toonvae import __version__
 from toonvae.errors import ToonvaeError, report_errors
+from toonvae.report import read_metrics
 
 
 def cmd_info(args) -> None:
@@ -24,7 +25,7 @@ def cmd_info(args) -> None:
             "samplers": ["prior"] + (["gmm"] if model.gmm is not None else [])}
     metrics = Path(args.model).parent.parent / "metrics" / f"{Path(args.model).name}.json"
     if metrics.is_file():
-        info["metrics"] = json.loads(metrics.read_text())
+        info["metrics"] = read_metrics(metrics)
     print(json.dumps(info, indent=2))
 
 

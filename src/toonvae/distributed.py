@@ -48,11 +48,6 @@ def world() -> World:
                  int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"])))
 
 
-def threads_per_process(threads: int, local_size: int) -> int:
-    """``train.threads``, or the cores shared out evenly between this machine's processes."""
-    return threads or max(1, (os.cpu_count() or 1) // local_size)
-
-
 def launch(nproc: int, script: str, args: list[str], threads: int, device: str) -> None:
     """Run ``python script args`` in ``nproc`` local processes under torchrun; return when
     all succeed. A failure raises one ToonvaeError: the processes' own error, or the
@@ -62,6 +57,7 @@ def launch(nproc: int, script: str, args: list[str], threads: int, device: str) 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    from toonvae.numerics import thread_count
     from toonvae.runtime import pick_device
 
     kind = pick_device(device).type
@@ -71,8 +67,9 @@ def launch(nproc: int, script: str, args: list[str], threads: int, device: str) 
     if kind == "cuda" and torch.cuda.device_count() < nproc:
         raise ToonvaeError(f"train.nproc: {nproc} processes need {nproc} GPUs, "
                            f"{torch.cuda.device_count()} visible; lower train.nproc")
-    # torchrun would set 1 thread per process and warn; share the cores out instead.
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_process(threads, nproc)))
+    # torchrun would set 1 thread per process and warn; share the cores out instead
+    # (portable numerics have set a fixed count already: toonvae.numerics).
+    os.environ.setdefault("OMP_NUM_THREADS", str(thread_count("native", threads, nproc)))
     _quiet_launcher()
     ns = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}",
                                        script, *args])

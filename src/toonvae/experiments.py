@@ -27,6 +27,7 @@ from pathlib import Path
 
 from toonvae.errors import ToonvaeError
 from toonvae.progress import log
+from toonvae.report import unnested
 
 # The seed network's step is ~7x slower than the default's on a CPU (README, Performance):
 # one epoch of it takes about as long as the default's eight. The table shows both times.
@@ -138,7 +139,7 @@ def experiment_data(repo: Path) -> dict[str, dict]:
             for path, blob in data["metrics"].items():
                 m = re.fullmatch(r"metrics/([^/]+)\.json", path)
                 if m and "data" in blob:
-                    metrics[m.group(1)] = blob["data"]
+                    metrics[m.group(1)] = unnested(blob["data"])
             found[rev["name"]] = {"params": data["params"]["params.yaml"]["data"],
                                   "metrics": metrics, "rev": rev["rev"]}
     return found

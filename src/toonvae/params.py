@@ -120,7 +120,7 @@ class TrainParams:
     lr: typing.Optional[float] = field(default=None, metadata=_range(1e-8, 10.0))
     beta: float = field(default=1.0, metadata=_range(0.0, 1000.0))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda", "mps"))
-    # 0: let torch decide (one thread per core).
+    # 0: runtime.numerics decides (portable: 2; native: one per core).
     threads: int = field(default=0, metadata=_range(0, 1024))
     # Checkpoint every N batches as well as after each epoch (0: after each epoch only).
     checkpoint_every: int = field(default=0, metadata=_range(0, 10_000_000))
@@ -194,6 +194,13 @@ class FiguresParams:
 
 
 @dataclass(frozen=True)
+class RuntimeParams:
+    # portable: the same bytes on any x86-64 CPU with AVX2 (kernels capped at AVX2, fixed
+    # threads); native: the fastest kernels of this CPU, same bytes on this machine only.
+    numerics: str = field(default="portable", metadata=_one_of("portable", "native"))
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = field(metadata=_range(0, 2**32 - 1))
     image_size: int = field(metadata=_rule(lambda v: 16 <= v <= 1024 and v % 16 == 0,
@@ -207,6 +214,7 @@ class Params:
     evaluate: EvaluateParams = EvaluateParams()
     sampler: SamplerParams = SamplerParams()
     figures: FiguresParams = FiguresParams()
+    runtime: RuntimeParams = RuntimeParams()
 
     def dataset(self, name: str) -> DatasetParams:
         if name not in self.datasets:

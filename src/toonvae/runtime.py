@@ -10,11 +10,15 @@ import numpy as np
 import torch
 
 from toonvae.errors import ToonvaeError
+from toonvae.numerics import check_loaded
+from toonvae.progress import log
 
 
-def set_determinism(seed: int, threads: int = 0, deterministic: bool = True) -> None:
+def set_determinism(seed: int, threads: int = 0, deterministic: bool = True,
+                    numerics: str = "native") -> None:
     """Seed every RNG; with ``deterministic``, ask torch for deterministic kernels, else
-    let cuDNN benchmark and pick the fastest ones."""
+    let cuDNN benchmark and pick the fastest ones. Warn if ``numerics`` (portable) did not
+    get the kernels it pinned (toonvae.numerics)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -26,6 +30,8 @@ def set_determinism(seed: int, threads: int = 0, deterministic: bool = True) -> 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if threads:
         torch.set_num_threads(threads)
+    if warning := check_loaded(numerics):
+        log(f"warning: {warning}")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

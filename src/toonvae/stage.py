@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toonvae import params
-from toonvae.errors import report_errors
+from toonvae import numerics, params
+from toonvae.errors import ToonvaeError, report_errors
 from toonvae.progress import Timer
 
 
@@ -18,6 +18,16 @@ def dataset_stage(doc: str) -> tuple[str, params.Params, Timer]:
     p = params.load()
     p.dataset(name)
     return name, p, Timer()
+
+
+def pin_numerics(path: str = "params.yaml") -> None:
+    """Apply ``runtime.numerics`` (toonvae.numerics) to this process: call it before
+    anything imports torch. Broken params are left for the stage to report in one line."""
+    try:
+        p = params.load(path)
+    except ToonvaeError:
+        return
+    numerics.pin(p.runtime.numerics, p.train.threads, p.train.nproc)
 
 
 def run(main) -> None:

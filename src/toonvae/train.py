@@ -17,6 +17,7 @@ from toonvae.data import ImageRows, PreparedData, batches, prefetched, to_float
 from toonvae.distributed import World
 from toonvae.errors import ToonvaeError
 from toonvae.model import VAE, ModelConfig, build, count_parameters, save_model
+from toonvae.numerics import platform, thread_count
 from toonvae.params import TrainParams
 from toonvae.progress import Parts, log, progress
 from toonvae.runtime import (autocast, pick_device, resolve_precision, set_determinism,
@@ -44,12 +45,14 @@ class TrainConfig(TrainParams):
     """params.yaml's ``train`` section plus the values of other sections that training reads."""
     seed: int = 0
     gmm_components: int = 10  # of the mixture fitted to posterior means after training
+    numerics: str = "portable"  # runtime.numerics (toonvae.numerics)
 
     @classmethod
     def from_params(cls, p) -> "TrainConfig":
         """From a ``toonvae.params.Params``."""
         train = {f.name: getattr(p.train, f.name) for f in dataclasses.fields(p.train)}
-        return cls(**train, seed=p.seed, gmm_components=p.sampler.gmm_components)
+        return cls(**train, seed=p.seed, gmm_components=p.sampler.gmm_components,
+                   numerics=p.runtime.numerics)
 
 
 def resolve_batch_size(batch_size: int | str, device: torch.device, processes: int = 1) -> int:
@@ -298,9 +301,8 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
     the processes share each batch, and rank 0 alone checkpoints and writes the outputs.
     """
     world = distributed.world()
-    threads = (distributed.threads_per_process(cfg.threads, world.local_size)
-               if world.distributed else cfg.threads)
-    set_determinism(cfg.seed, threads, cfg.deterministic)
+    set_determinism(cfg.seed, thread_count(cfg.numerics, cfg.threads, world.local_size),
+                    cfg.deterministic, cfg.numerics)
     device = pick_device(cfg.device)
     cfg = dataclasses.replace(cfg, batch_size=resolve_batch_size(cfg.batch_size, device,
                                                                  world.size))
@@ -367,6 +369,7 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
         run = {"model": model_cfg.to_dict(), "data": data_digest(data.root),
                "train": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": lr,
                          "beta": cfg.beta, "seed": cfg.seed, "threads": cfg.threads,
+                         "numerics": cfg.numerics,
                          "device": device.type, "precision": precision,
                          "deterministic": cfg.deterministic, "optimizer": cfg.optimizer,
                          "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
@@ -438,7 +441,8 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
                                                          "optimizer": cfg.optimizer,
                                                          "schedule": cfg.schedule,
                                                          "ema": cfg.ema},
-                                             "data": data.manifest["counts"]})
+                                             "data": data.manifest["counts"],
+                                             "platform": platform(cfg.numerics)})
         if ckpt:
             ckpt.remove()
     return result
