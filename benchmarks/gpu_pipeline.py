@@ -62,6 +62,7 @@ def set_params(path: Path, args) -> dict:
         p["model"]["channels"] = [8, 8, 16, 16]
         p["preprocess"].update(val_fraction=0.1, test_fraction=0.1, min_side=16)
         p["train"]["threads"] = 1
+        p["evaluate"]["iwae_samples"] = 8
         p["figures"].update(samples=8, reconstructions=8, noise=8, columns=4)
     path.write_text(yaml.safe_dump(p, sort_keys=False))
     return p

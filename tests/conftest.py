@@ -1,9 +1,11 @@
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -12,8 +14,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.fixture
 def repo_copy(tmp_path):
     """The project's pipeline files in a fresh git repo under tmp_path."""
-    dst = tmp_path / "repo"
-    dst.mkdir()
+    return make_repo(tmp_path / "repo")
+
+
+def make_repo(dst: Path) -> Path:
+    """The project's pipeline files in a fresh git repo at ``dst``."""
+    dst.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml", ".gitignore", "stages", ".dvc"):
         src = ROOT / name
         if src.is_dir():
@@ -33,3 +39,28 @@ def run(cmd, cwd, check=True, env=None):
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """(repo, log): the tiny pipeline (``test_pipeline.tiny_params``) after ``dvc repro``,
+    its results committed. Built once per test session, by whichever pytest-xdist worker
+    asks first; read it, or change a ``copy_repo`` of it."""
+    from test_pipeline import build_tiny_pipeline
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, shared by its workers
+    root = base / "tiny-pipeline"
+    with FileLock(str(base / "tiny-pipeline.lock")):
+        if not (root / "log.txt").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            log = build_tiny_pipeline(make_repo(root / "repo"))
+            (root / "log.txt").write_text(log)
+    return root / "repo", (root / "log.txt").read_text()
+
+
+def copy_repo(repo: Path, dst: Path) -> Path:
+    """A copy of a pipeline repo, its git history, DVC cache, data and models included."""
+    shutil.copytree(repo, dst, symlinks=True)
+    return dst

@@ -1,7 +1,10 @@
 """The README's experiment table: queued with `dvc exp run --queue`, run by `dvc queue start`."""
 
 import json
+import re
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -95,10 +98,20 @@ def test_queue_runs_the_rows_and_writes_the_table(repo_copy):
     run(["git", "commit", "-qm", "results"], repo)
     committed = {"anime": read_metrics(repo / "metrics" / "anime.json")}
 
-    out = run([sys.executable, "-m", "toonvae.experiments", "run", "--only", "default,seed"],
-              repo, env=dvc_env())
+    # Two rows at once (`dvc queue start --jobs 2`): watch the queue while they run.
+    runner = subprocess.Popen([sys.executable, "-m", "toonvae.experiments", "run", "--only",
+                               "default,seed", "--jobs", "2"], cwd=repo, env=dvc_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    most_running = 0
+    while runner.poll() is None:
+        status = dvc(["queue", "status"], repo, check=False).stdout
+        most_running = max(most_running, len(re.findall(r"\bRunning\b", status)))
+        time.sleep(1)
+    out, err = runner.communicate()
+    assert runner.returncode == 0, err
+    assert most_running == 2, "the two experiments never ran at the same time"
     assert ("queued seed: model.arch=seed train.epochs=1 train.optimizer=adam "
-            "train.schedule=constant train.warmup_steps=0") in out.stderr
+            "train.schedule=constant train.warmup_steps=0") in err
     results = json.loads((repo / "experiments" / "results.json").read_text())
     default, seed = results["grid"]
     assert (default["name"], default["status"], seed["name"], seed["status"]) == (

@@ -17,15 +17,14 @@ pytestmark = pytest.mark.slow
 def test_gpu_pipeline_tiny_runs_the_whole_pipeline_at_256_px(tmp_path):
     out = tmp_path / "result.json"
     proc = subprocess.run([sys.executable, "benchmarks/gpu_pipeline.py", "--tiny",
-                           "--image-size", "256", "--work", str(tmp_path / "work"), "--out", str(out)],
+                           "--image-size", "256", "--datasets", "cartoon", "--work", str(tmp_path / "work"), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     r = json.loads(out.read_text())
     assert r["image_size"] == 256 and r["epochs"] == 1
-    assert {f"{s}@{d}" for s in ("download", "preprocess", "train", "evaluate",
-                                 "render-figures") for d in ("anime", "cartoon")} <= set(
-        r["repro"]["stages"])
-    for name in ("anime", "cartoon"):
+    assert {f"{s}@cartoon" for s in ("download", "preprocess", "train", "evaluate",
+                                     "render-figures")} <= set(r["repro"]["stages"])
+    for name in ("cartoon",):
         t = r["train"][name]
         # The stage's summary line, parsed: batch auto is 32 on a CPU, capped by the data.
         assert t["images"] == 48 and t["batch"] == 32 and t["images_per_s"] > 0
@@ -35,18 +34,18 @@ def test_gpu_pipeline_tiny_runs_the_whole_pipeline_at_256_px(tmp_path):
         m = r["metrics"][name]
         assert 0 < m["mse"] < 1 and 0 < m["iwae_bpd"] < m["elbo_bpd"] and m["swd"] > 0
         assert f"| {name} | 48 | 32 |" in proc.stdout
-    assert "| stage | seconds |" in proc.stdout and "train@anime" in proc.stdout
+    assert "| stage | seconds |" in proc.stdout and "train@cartoon" in proc.stdout
     clone = tmp_path / "work" / "repo"
     # 256 px end to end: the prepared arrays, the six-stage model, legible figures.
-    assert np.load(clone / "data/prepared/anime/test.npy", mmap_mode="r").shape[1:] == (3, 256,
+    assert np.load(clone / "data/prepared/cartoon/test.npy", mmap_mode="r").shape[1:] == (3, 256,
                                                                                       256)
     import torch
-    blob = torch.load(clone / "models/anime/model.pt", weights_only=True)
+    blob = torch.load(clone / "models/cartoon/model.pt", weights_only=True)
     assert blob["config"]["image_size"] == 256
     assert sum(1 for k in blob["state_dict"] if k.startswith("encoder.")
                and k.endswith(".weight") and blob["state_dict"][k].dim() == 4
                and blob["state_dict"][k].shape[-1] == 4) == 6  # six 4x4/2 stages
-    recon = Image.open(clone / "figures/anime/reconstruction.png")
+    recon = Image.open(clone / "figures/cartoon/reconstruction.png")
     assert recon.width == 4 * 256 + 5 * 2  # four columns of full-size faces, not shrunk
     # Labelled rows shrink 256 px faces to 128 px, so their labels stay readable.
     width = Image.open(clone / "figures/cartoon/temperature.png").width

@@ -4,6 +4,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from toonvae import losses
@@ -103,6 +104,7 @@ def test_run_epoch_follows_the_recipe_per_batch():
     assert seen == [0.01 * (s + 1) / 100 for s in range(5, 10)]
 
 
+@pytest.mark.slow  # a benchmark script end to end
 def test_the_recipe_benchmark_prints_ratios_to_its_baseline(tmp_path):
     import subprocess
     import sys

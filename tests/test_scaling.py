@@ -1,6 +1,6 @@
 """Scaling out with the engines PyTorch and DVC already have: DistributedDataParallel under
-torchrun (2 gloo processes on the CPU), the DVC queue running 2 experiments at once, and
-the push / pull round trip through a DVC remote (a local directory)."""
+torchrun (2 gloo processes on the CPU) and the push / pull round trip through a DVC remote
+(a local directory). The DVC queue running 2 experiments at once is in test_experiments."""
 
 import json
 import os
@@ -15,11 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
-from conftest import run
-from toonvae import experiments
+from conftest import copy_repo, run
 from test_pipeline import dvc, dvc_env
 from test_resume import kill_when_checkpointed, one_tiny_dataset
 
@@ -39,16 +37,6 @@ def loss_curve(repo, name="cartoon"):
 def curve_files(repo, name="cartoon"):
     root = repo / "metrics" / "curves" / name
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def tiny_pipeline(repo):
-    """One tiny dataset, one epoch and a light evaluation: the whole pipeline in a minute."""
-    one_tiny_dataset(repo, epochs=1)
-    p = yaml.safe_load((repo / "params.yaml").read_text())
-    p["evaluate"].update(iwae_samples=4, iwae_images=20, swd_images=20)
-    p["figures"].update(samples=4, reconstructions=4, noise=4, columns=4)
-    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    commit(repo, "tiny")
 
 
 def sample_works(repo, model_dir, out):
@@ -158,43 +146,8 @@ def test_a_killed_process_stops_the_run_with_one_line(repo_copy):
     assert ckpt.is_file() and not (repo / "models" / "cartoon" / "model.pt").exists()
 
 
-def test_the_queue_runs_two_experiments_at_once(repo_copy):
-    """The README's commands: a grid queued with one -S, then `dvc queue start --jobs 2`."""
-    repo = repo_copy
-    tiny_pipeline(repo)
-    dvc(["exp", "run", "--queue", "-S", "latent_dim=4,8", "-S", "train.threads=1"], repo)
-    experiments.start_workers(2, repo)  # `dvc queue start --jobs 2`, without waiting on it
-    most_running, deadline = 0, time.monotonic() + 900
-    while True:
-        status = dvc(["queue", "status"], repo).stdout
-        most_running = max(most_running, len(re.findall(r"\bRunning\b", status)))
-        done = re.findall(r"\b(Success|Failed)\b", status)
-        if len(done) == 2:
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(1)
-    assert done == ["Success", "Success"], status
-    assert most_running == 2, "the two experiments never ran at the same time"
-
-    shown = json.loads(dvc(["exp", "show", "--json"], repo).stdout)
-    found = {}
-    for commit_entry in shown:
-        for exp in commit_entry.get("experiments") or []:
-            for revision in exp.get("revs") or []:
-                data = revision.get("data") or {}
-                params = data.get("params", {}).get("params.yaml", {}).get("data", {})
-                metrics = data.get("metrics", {}).get("metrics/cartoon.json", {}).get("data")
-                if metrics:
-                    found[params["latent_dim"]] = metrics["cartoon"]
-    assert sorted(found) == [4, 8], shown
-    assert all(0 < m["mse"] < 1 and m["elbo_bpd"] > 0 for m in found.values())
-    assert found[4]["mse"] != found[8]["mse"]
-
-
-def test_push_then_pull_in_a_fresh_clone_needs_no_retraining(repo_copy, tmp_path):
-    repo = repo_copy
-    tiny_pipeline(repo)
-    dvc(["repro"], repo)
+def test_push_then_pull_in_a_fresh_clone_needs_no_retraining(tiny_pipeline, tmp_path):
+    repo = copy_repo(tiny_pipeline[0], tmp_path / "repo")  # after dvc repro
     remote = tmp_path / "remote"
     dvc(["remote", "add", "-d", "storage", str(remote)], repo)
     commit(repo, "results and a remote")

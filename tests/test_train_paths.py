@@ -157,6 +157,7 @@ def test_precision_and_determinism_switches():
     assert not torch.backends.cudnn.benchmark and torch.are_deterministic_algorithms_enabled()
 
 
+@pytest.mark.slow  # a benchmark script end to end
 def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
     """benchmarks/gpu_bench.py end to end at toy sizes: smoke train, epochs, report."""
     proc = subprocess.run([sys.executable, "benchmarks/gpu_bench.py", "--out", str(tmp_path),
@@ -173,6 +174,7 @@ def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
     assert "aten::" in (tmp_path / "profile.txt").read_text()
 
 
+@pytest.mark.slow  # a benchmark script end to end
 def test_the_train_benchmark_prints_its_ratios(tmp_path):
     """benchmarks/train_bench.py at toy sizes, so the script cannot rot unseen."""
     out = tmp_path / "bench.json"

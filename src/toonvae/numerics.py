@@ -38,8 +38,10 @@ ISA_PINS = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",    # oneDNN: torch's CPU convolutions
     "MKL_CBWR": "COMPATIBLE",       # MKL: torch's matrix products (Intel and AMD alike)
     "OPENBLAS_CORETYPE": "Haswell",  # OpenBLAS: numpy's and scikit-learn's matrix products
-    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's AVX-512 loops
 }
+# numpy's own AVX-512 loops, by the names numpy 2.4 and later give them (older releases
+# name them differently, so they are left alone there).
+NUMPY_PIN = {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -61,7 +63,15 @@ def pins(mode: str, threads: int = 0, processes: int = 1) -> dict[str, str]:
     if mode == "native":
         return {}
     count = str(thread_count(mode, threads, processes))
-    return {**ISA_PINS, **{name: count for name in THREAD_VARIABLES}}
+    return {**ISA_PINS, **(NUMPY_PIN if _numpy_names_groups() else {}),
+            **{name: count for name in THREAD_VARIABLES}}
+
+
+def _numpy_names_groups() -> bool:
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in version("numpy").split(".")[:2])
+    return (major, minor) >= (2, 4)
 
 
 def pin(mode: str, threads: int = 0, processes: int = 1) -> None:
