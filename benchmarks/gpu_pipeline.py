@@ -54,6 +54,8 @@ def set_params(path: Path, args) -> dict:
     if args.latent_dim:
         p["latent_dim"] = args.latent_dim
     p["model"]["arch"] = args.arch
+    # A speed measurement: every core and instruction set (GPU bits are machine-bound anyway).
+    p.setdefault("runtime", {})["numerics"] = "native"
     p["train"]["epochs"] = args.epochs
     if args.batch_size:
         p["train"]["batch_size"] = args.batch_size if args.batch_size == "auto" else int(args.batch_size)

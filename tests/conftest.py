@@ -10,6 +10,12 @@ from filelock import FileLock
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per worker (and per process it starts, unless portable numerics pin their
+    # own): the workers already keep every core busy, and tiny models gain nothing from
+    # more threads but contention. Set before anything imports torch.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def repo_copy(tmp_path):
