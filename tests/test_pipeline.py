@@ -224,4 +224,4 @@ def test_an_experiment_reruns_only_what_depends_on_its_change(tiny_pipeline, tmp
     changed = set(diff["metrics/cartoon.json"])
     assert "cartoon.swd" in changed and "cartoon.mse" not in changed, diff
     show = json.loads(dvc(["exp", "show", "--json"], repo).stdout)
-    assert "sampler.kind" in json.dumps(show) and "swd_prior" in json.dumps(show)
+    assert '"kind": "prior"' in json.dumps(show) and '"swd_prior"' in json.dumps(show)
