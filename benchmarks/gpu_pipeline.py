@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--batch-size", help="a number or auto (default: params.yaml's)")
     ap.add_argument("--tiny", action="store_true", help="60 faces at 32 px, for a CPU check")
     ap.add_argument("--out", type=Path, help="also write the results here as JSON")
+    ap.add_argument("--log", type=Path, help="append dvc's output here as it comes")
     ap.add_argument("--keep", action="store_true", help="keep the scratch clone")
     ap.add_argument("--work", type=Path, help="clone into this new folder (kept)")
     args = ap.parse_args()
@@ -134,7 +135,7 @@ def main() -> None:
     print(f"dvc repro in a clone of {head} ({', '.join(args.datasets)}; "
           f"{p['image_size']} px, {args.epochs} epochs) ...", flush=True)
     start = time.monotonic()
-    repro = timed(["dvc", "repro"], clone, env, keep_log=True)
+    repro = timed(["dvc", "repro"], clone, env, keep_log=True, tee=args.log)
     log = repro.pop("log")
     import torch
 

@@ -34,14 +34,20 @@ STARTED = re.compile(r"^Running stage '([^']+)'")
 SKIPPED = re.compile(r"^Stage '([^']+)' (?:didn't change, skipping|is cached - skipping run)")
 
 
-def timed(cmd: list[str], cwd: Path, env: dict, keep_log: bool = False) -> dict:
+def timed(cmd: list[str], cwd: Path, env: dict, keep_log: bool = False,
+          tee: Path | None = None) -> dict:
     """Run ``cmd``; the total seconds, each started stage's seconds, the skipped stages
-    (and with ``keep_log``, its whole output under "log")."""
+    (and with ``keep_log``, its whole output under "log"). ``tee`` also gets each line as
+    it comes, with its second since the start, so a run killed midway still leaves its log."""
     start = time.monotonic()
     marks, skipped, tail, lines = [], [], [], []
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
+    sink = tee.open("a") if tee else None
     for line in proc.stdout:
+        if sink:
+            sink.write(f"[{time.monotonic() - start:7.1f}s] {line}")
+            sink.flush()
         tail = (tail + [line])[-30:]
         if keep_log:
             lines.append(line)
@@ -50,6 +56,8 @@ def timed(cmd: list[str], cwd: Path, env: dict, keep_log: bool = False) -> dict:
         elif m := SKIPPED.match(line):
             skipped.append(m.group(1))
     end = time.monotonic()
+    if sink:
+        sink.close()
     if proc.wait():
         raise SystemExit(f"{' '.join(cmd)} failed:\n{''.join(tail)}")
     stages = {name: round((marks[i + 1][1] if i + 1 < len(marks) else end) - t, 1)

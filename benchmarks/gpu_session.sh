@@ -1,0 +1,62 @@
+#!/bin/bash
+# A lent GPU's few minutes, spent in one prepared call: the measurements in the order they
+# matter, each under its own timeout inside one overall budget, each writing to $OUT as it
+# goes (a step killed at its limit still leaves its log).
+#
+#   on the device, from the repo root:  bash benchmarks/gpu_session.sh          (~10 min)
+#   here, on a CPU, a dry run in ~5 min: bash benchmarks/gpu_session.sh --tiny
+#
+# 1. gpu_bench.py --profile at HEAD: epoch seconds at batch 256/512/1024, bf16 and fp32,
+#    and torch.profiler over 20 steps at batch 256 (step wall vs kernel time, syncs).
+# 2. gpu_pipeline.py: the Kaggle-scale dvc repro, 64 px, 30 epochs, both datasets.
+# 3. The baseline in the same run: gpu_bench.py of 37f6366 (the commit the GPU issue
+#    measured 26 ms a step at), batch 256, 16,384 images (64 steps an epoch).
+# 4. gpu_pipeline.py: the notebook's job at 256 px (seed arch, latent 200, 5 epochs).
+# Files back (at most 8): session.log, gpu_bench.json, profile.txt, p64.json, p64.dvc.log,
+# p256.json, p256.dvc.log.
+set -u
+OUT=${OUT:-/tmp/gpu-session}
+BUDGET=${BUDGET:-585}
+mkdir -p "$OUT"
+LOG=$OUT/session.log
+export PYTHONUNBUFFERED=1 DVC_NO_ANALYTICS=1
+
+if [[ ${1:-} == --tiny ]]; then
+    BENCH=(--images 512 --batches 32 64 --smoke-images 96 --smoke-epochs 1)
+    OLD=(--images 256 --batches 32 --smoke-images 96 --smoke-epochs 1)
+    P64=(--tiny)
+    P256=(--tiny --image-size 256 --arch seed --latent-dim 8)
+else
+    BENCH=(--batches 256 512 1024)
+    OLD=(--images 16384 --batches 256 --smoke-images 1024 --smoke-epochs 1)
+    P64=(--epochs 30)
+    P256=(--image-size 256 --arch seed --latent-dim 200 --epochs 5)
+fi
+
+step() {  # step NAME LIMIT CMD...: run CMD under min(LIMIT, what is left), log to session.log
+    local name=$1 limit=$2 left=$((BUDGET - SECONDS))
+    shift 2
+    ((limit > left)) && limit=$left
+    if ((limit < 30)); then echo "== $name skipped: ${left}s left" | tee -a "$LOG"; return; fi
+    echo "== $name (limit ${limit}s, at ${SECONDS}s)" | tee -a "$LOG"
+    timeout -k 5 "$limit" "$@" >>"$LOG" 2>&1
+    echo "== $name exit $? at ${SECONDS}s" | tee -a "$LOG"
+}
+
+{ nvidia-smi -L; nproc; python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"; } >>"$LOG" 2>&1
+if ! python3 -c "import dvc, dvclive" 2>/dev/null; then
+    step install 120 bash -c "python3 -m pip install -q --no-index --no-build-isolation --find-links .whl dvc dvclive kagglehub torch-fidelity && python3 -m pip install -q --no-index --no-deps --no-build-isolation -e ."
+fi
+git config --global user.email bench@localhost; git config --global user.name gpu-session
+
+step bench 150 python3 benchmarks/gpu_bench.py --out /tmp/gb --profile "${BENCH[@]}"
+cp /tmp/gb/gpu_bench.json /tmp/gb/profile.txt "$OUT/" 2>/dev/null
+
+step pipeline64 300 python3 benchmarks/gpu_pipeline.py "${P64[@]}" --out "$OUT/p64.json" --log "$OUT/p64.dvc.log"
+
+rm -rf /tmp/old && git worktree add -f -q --detach /tmp/old 37f6366 >>"$LOG" 2>&1
+step baseline 60 env PYTHONPATH=/tmp/old/src:/tmp/old/benchmarks python3 /tmp/old/benchmarks/gpu_bench.py --out /tmp/gbo "${OLD[@]}"
+
+step pipeline256 600 python3 benchmarks/gpu_pipeline.py "${P256[@]}" --out "$OUT/p256.json" --log "$OUT/p256.dvc.log"
+echo "== done at ${SECONDS}s" | tee -a "$LOG"
+grep -E "^(== |best epoch|data in device|\| |\`dvc repro)|step_ms|kernel_ms|syncs_per|device_busy|kernels_per|epoch_seconds|Error|error:" "$LOG" | tail -n 150
