@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ def set_determinism(seed: int, threads: int = 0, deterministic: bool = True,
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    deterministic_algorithms(deterministic)
     # Deterministic mode also fills every new tensor with NaN (a kernel per allocation on
     # CUDA) to expose reads of uninitialised memory; no code here reads any.
     torch.utils.deterministic.fill_uninitialized_memory = False
@@ -71,3 +72,14 @@ def pick_device(name: str) -> torch.device:
         raise ToonvaeError("train.device: 'mps' asked for but MPS is not available; "
                            "use 'auto' or 'cpu'")
     return torch.device(name)
+
+
+def deterministic_algorithms(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only=True)`` without the import it
+    makes of torch._inductor's config (all of torch._dynamo: about 2.6 s a process on 2
+    cores) only to set inductor's own flag. Nothing here compiles; where inductor is
+    loaded already (a benchmark's torch.compile), its flag is set too."""
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = mode
+    torch._C._set_deterministic_algorithms(mode, warn_only=True)

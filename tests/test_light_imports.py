@@ -1,0 +1,67 @@
+"""Three library calls the stages make are done here instead, because importing the library
+cost seconds in every stage process (torchvision and torchmetrics load torch._dynamo, and so
+does torch.use_deterministic_algorithms). Each copy must give the library's bits."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from toonvae.figures import make_grid
+from toonvae.metrics import ssim_per_image
+from toonvae.runtime import deterministic_algorithms, set_determinism
+
+
+@pytest.mark.parametrize("shape", [(7, 3, 32, 32), (4, 3, 64, 64), (2, 3, 16, 24)])
+def test_ssim_gives_torchmetrics_bits(shape):
+    from torchmetrics.image import StructuralSimilarityIndexMeasure
+
+    g = torch.Generator().manual_seed(shape[0])
+    a = torch.rand(shape, generator=g)
+    b = (a + 0.2 * torch.randn(shape, generator=g)).clamp(0, 1)
+    c = torch.rand(shape, generator=g)
+    reference = StructuralSimilarityIndexMeasure(data_range=1.0)
+    total = torch.zeros(())
+    for pred, target in ((a, b), (b, a), (c, a)):  # accumulated over batches, as evaluate does
+        reference.update(pred, target)
+        total += ssim_per_image(pred, target).sum()
+    ours = total / torch.tensor(float(3 * shape[0]))
+    assert torch.equal(ours, reference.compute()), (float(ours), float(reference.compute()))
+    assert ssim_per_image(a, a).allclose(torch.ones(shape[0]))
+    assert (ssim_per_image(b, a) > ssim_per_image(c, a)).all()
+
+
+@pytest.mark.parametrize("n, nrow", [(1, 4), (5, 5), (7, 4), (9, 4), (3, 8)])
+def test_grid_gives_torchvisions_pixels(n, nrow):
+    from torchvision.utils import make_grid as torchvision_grid
+
+    x = torch.rand(n, 3, 6, 10, generator=torch.Generator().manual_seed(n))
+    assert torch.equal(make_grid(x, nrow=nrow, padding=2, pad_value=1.0),
+                       torchvision_grid(x, nrow=nrow, padding=2, pad_value=1.0))
+
+
+def test_deterministic_flag_is_torchs_and_inductors_when_loaded():
+    try:
+        deterministic_algorithms(False)
+        assert not torch.are_deterministic_algorithms_enabled()
+        import torch._inductor.config as inductor_config
+
+        deterministic_algorithms(True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert inductor_config.deterministic is True
+    finally:
+        set_determinism(0)
+
+
+def test_the_stage_libraries_load_no_dynamo_torchvision_or_torchmetrics():
+    code = ("import sys\n"
+            "import toonvae.evaluation, toonvae.figures, toonvae.latent_figures, toonvae.cli\n"
+            "from toonvae.runtime import set_determinism\n"
+            "set_determinism(0)\n"
+            "print(sorted(m for m in ('torch._dynamo', 'torchvision', 'torchmetrics') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
