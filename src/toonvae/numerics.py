@@ -18,7 +18,8 @@ Measured on a 2-core AMD EPYC (AVX2): each pin below changes the bits of a train
 when its library is given another value, so none is decoration, and none costs measurable
 time there (the README's "Reproducibility" section has the numbers). Not pinned: oneDNN can
 also size its blocking by the CPU's cache sizes; switching oneDNN off would rule that out
-but made a training step 2.4x slower (757 vs 312 ms, ``benchmarks/numerics_probe.py``), over the 30% budget.
+but made a training step 2.4x slower (757 vs 312 ms, ``benchmarks/numerics_probe.py``),
+over the 30% budget.
 
 GPU kernels are out of scope: CUDA results differ between GPU models and driver versions,
 and no variable pins them. ARM and Apple CPUs have other kernels altogether.
