@@ -1,6 +1,7 @@
 """Run-to-run spread of every metric: the committed run retrained with other seeds.
 
     python benchmarks/seed_spread.py [--seeds 1,2,3] [--repo .] [--out experiments/spread.json]
+    python benchmarks/seed_spread.py --seeds 4,5 --add experiments/spread.json   # more seeds
 
 Clones the repository's HEAD, prepares its data (seed 0, as committed), then for each
 seed retrains and re-evaluates every dataset on that same data (``dvc repro -s train@X
@@ -8,6 +9,8 @@ evaluate@X``): the seed moves the initial weights, the batch order, the reparame
 noise and the evaluation's random draws, not the faces. With the committed metrics as
 seed 0, it writes each metric's values and their standard deviation (n - 1) to ``--out``,
 which ``python -m toonvae.report --compare REV`` reads to tell noise from change.
+``--add FILE`` keeps the seeds FILE holds and adds these, if FILE's seed-0 values are this
+HEAD's committed metrics (else its seeds measured other results, and it stops).
 
 About 11 minutes per seed for the default params on a 2-core CPU.
 """
@@ -39,8 +42,13 @@ def main() -> None:
     ap.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
     ap.add_argument("--seeds", default="1,2,3", help="seeds besides the committed run's")
     ap.add_argument("--out", type=Path, help="write the result here (JSON)")
+    ap.add_argument("--add", type=Path, help="add to this earlier result (and write it there)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    earlier = json.loads(args.add.read_text()) if args.add else None
+    if earlier and set(seeds) & set(earlier["seeds"]):
+        raise SystemExit(f"{args.add} has seeds {earlier['seeds']} already")
+    args.out = args.out or args.add
     work = Path(tempfile.mkdtemp(prefix="toonvae-seed-spread-"))
     try:
         clone, head, env = clone_head(args.repo, work, "seed-spread")
@@ -49,6 +57,17 @@ def main() -> None:
         base_seed = params["seed"]
         values = {n: {k: [read_metrics(clone / "metrics" / f"{n}.json")[k]]
                       for k in LOWER_IS_BETTER} for n in names}
+        commits = {str(seed): head for seed in seeds}
+        if earlier:
+            if {n: {k: v[:1] for k, v in m.items()} for n, m in earlier["values"].items()} != values:
+                raise SystemExit(f"{args.add}: its seed-0 values are not {head}'s committed "
+                                 "metrics, so its seeds measured other results; run without --add")
+            values = earlier["values"]
+            commits = {**earlier.get("commits", {str(s): earlier["commit"]
+                                                 for s in earlier["seeds"][1:]}), **commits}
+            seeds_before = earlier["seeds"]
+        else:
+            seeds_before = [base_seed]
         print(f"preparing the data of {head} ...", flush=True)
         timed(["dvc", "repro", *(f"preprocess@{n}" for n in names)], clone, env)
         for seed in seeds:
@@ -63,8 +82,8 @@ def main() -> None:
             print(f"seed {seed}: {run['seconds']:.0f} s; " + "; ".join(
                 f"{n} mse {values[n]['mse'][-1]:.5f} swd {values[n]['swd'][-1]}"
                 for n in names), flush=True)
-        result = {"commit": head, "seeds": [base_seed, *seeds], "values": values,
-                  "spread": spread(values)}
+        result = {"commit": head, "seeds": [*seeds_before, *seeds], "commits": commits,
+                  "values": values, "spread": spread(values)}
         text = json.dumps(result, indent=2) + "\n"
         print(text)
         if args.out:

@@ -70,3 +70,13 @@ def copy_repo(repo: Path, dst: Path) -> Path:
     """A copy of a pipeline repo, its git history, DVC cache, data and models included."""
     shutil.copytree(repo, dst, symlinks=True)
     return dst
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order for pytest-xdist's worksteal (each worker starts on a contiguous share): the
+    first test that needs the shared tiny pipeline goes first, so its worker builds the
+    pipeline at once; the pipeline's other users go last, so the other worker runs the
+    tests that need nothing shared meanwhile instead of waiting on the build's lock."""
+    users = [item for item in items if "tiny_pipeline" in getattr(item, "fixturenames", ())]
+    rest = [item for item in items if "tiny_pipeline" not in getattr(item, "fixturenames", ())]
+    items[:] = users[:1] + rest + users[1:]

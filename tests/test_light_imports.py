@@ -1,6 +1,7 @@
 """Three library calls the stages make are done here instead, because importing the library
 cost seconds in every stage process (torchvision and torchmetrics load torch._dynamo, and so
-does torch.use_deterministic_algorithms). Each copy must give the library's bits."""
+does torch.use_deterministic_algorithms). Each copy must give the library's bits. The tests
+that import those libraries are marked slow: the imports are the seconds they save."""
 
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from toonvae.metrics import ssim_per_image
 from toonvae.runtime import deterministic_algorithms, set_determinism
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(7, 3, 32, 32), (4, 3, 64, 64), (2, 3, 16, 24)])
 def test_ssim_gives_torchmetrics_bits(shape):
     from torchmetrics.image import StructuralSimilarityIndexMeasure
@@ -32,6 +34,7 @@ def test_ssim_gives_torchmetrics_bits(shape):
     assert (ssim_per_image(b, a) > ssim_per_image(c, a)).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n, nrow", [(1, 4), (5, 5), (7, 4), (9, 4), (3, 8)])
 def test_grid_gives_torchvisions_pixels(n, nrow):
     from torchvision.utils import make_grid as torchvision_grid
@@ -41,6 +44,7 @@ def test_grid_gives_torchvisions_pixels(n, nrow):
                        torchvision_grid(x, nrow=nrow, padding=2, pad_value=1.0))
 
 
+@pytest.mark.slow
 def test_deterministic_flag_is_torchs_and_inductors_when_loaded():
     try:
         deterministic_algorithms(False)
@@ -55,6 +59,7 @@ def test_deterministic_flag_is_torchs_and_inductors_when_loaded():
         set_determinism(0)
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and matplotlib
 def test_the_stage_libraries_load_no_dynamo_torchvision_or_torchmetrics():
     code = ("import sys\n"
             "import toonvae.evaluation, toonvae.figures, toonvae.latent_figures, toonvae.cli\n"

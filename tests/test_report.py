@@ -1,12 +1,13 @@
 """metrics/<dataset>.json's layout, and --compare: differences against the seed spread."""
 
 import json
+import statistics
 import subprocess
 import sys
 
 import pytest
 
-from conftest import run
+from conftest import ROOT, run
 from toonvae import report
 from toonvae.errors import ToonvaeError
 
@@ -67,3 +68,31 @@ def test_compare_takes_experiment_names_and_refuses_unknown_revisions(repo):
                           cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --compare: 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow  # a benchmark script end to end
+def test_seed_spread_adds_a_seed_to_a_file_of_the_same_results(tiny_pipeline, tmp_path):
+    repo = tiny_pipeline[0]
+    names = ("cartoon", "myfaces")
+    committed = {n: report.read_metrics(repo / "metrics" / f"{n}.json") for n in names}
+    seed0 = {n: {k: [m[k]] for k in report.LOWER_IS_BETTER} for n, m in committed.items()}
+    earlier = tmp_path / "spread.json"
+    earlier.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": seed0}))
+    script = [sys.executable, str(ROOT / "benchmarks" / "seed_spread.py"), "--repo", str(repo)]
+    again = run([*script, "--seeds", "0", "--add", str(earlier)], tmp_path, check=False)
+    assert again.returncode != 0 and "has seeds [0] already" in again.stderr
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": {
+        n: {k: [v[0] * 2 if k == "mse" else v[0]] for k, v in m.items()}
+        for n, m in seed0.items()}}))
+    refused = run([*script, "--seeds", "1", "--add", str(other)], tmp_path, check=False)
+    assert refused.returncode != 0 and "not" in refused.stderr, refused.stderr
+    assert "committed metrics" in refused.stderr and "seeds measured other results" in refused.stderr
+
+    run([*script, "--seeds", "1", "--add", str(earlier)], tmp_path)
+    result = json.loads(earlier.read_text())
+    assert result["seeds"] == [0, 1] and result["commits"]["1"] == result["commit"] != "abc1234"
+    for n in names:
+        mse = result["values"][n]["mse"]
+        assert mse[0] == committed[n]["mse"] and len(mse) == 2 and mse[1] != mse[0]
+        assert result["spread"][n]["mse"] == pytest.approx(statistics.stdev(mse))
