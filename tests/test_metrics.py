@@ -86,6 +86,7 @@ def numpy_swd(a: torch.Tensor, b: torch.Tensor, seed: int) -> float:
     return 1e3 * float(np.mean(per_level))
 
 
+@pytest.mark.slow  # over 5 s
 def test_swd_in_torch_matches_the_numpy_computation(faces):
     train, test = as_float(faces[0][:24]), as_float(faces[1][:24])
     for a in (train, train.flip(-1) * 0.8):

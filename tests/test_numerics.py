@@ -49,18 +49,21 @@ def test_thread_count_is_fixed_in_portable_mode_and_follows_the_cores_in_native(
     assert numerics.thread_count("native", 0, processes=2) == max(1, os.cpu_count() // 2)
 
 
+@pytest.mark.slow  # over 5 s
 def test_a_process_that_loaded_torch_first_starts_again_with_the_pins(tmp_path):
     # The caller's environment claims a CPU without AVX2; portable overrides it.
     lines = run_script(tmp_path, "portable", env={"ATEN_CPU_CAPABILITY": "default"})
     assert lines == ["started with default", "started with avx2", "AVX2 2 COMPATIBLE"]
 
 
+@pytest.mark.slow  # over 5 s
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs taskset")
 def test_portable_threads_do_not_follow_the_cores(tmp_path):
     lines = run_script(tmp_path, "portable", prefix=("taskset", "-c", "0"))
     assert lines[-1] == "AVX2 2 COMPATIBLE"
 
 
+@pytest.mark.slow  # over 5 s
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs taskset")
 def test_native_threads_and_kernels_are_what_the_process_finds(tmp_path):
     lines = run_script(tmp_path, "native", prefix=("taskset", "-c", "0"),

@@ -65,6 +65,7 @@ def test_ema_starts_from_the_weights_and_averages_with_a_rising_decay():
     assert torch.allclose(next(ema.module.parameters()), w - d, atol=1e-6)
 
 
+@pytest.mark.slow  # over 5 s
 def test_training_saves_the_weight_average_and_logs_the_negative_elbo(tmp_path):
     generate("cartoon", tmp_path / "raw", 40, seed=0, size=64, workers=1)
     data = tmp_path / "prepared"
