@@ -15,6 +15,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # own): the workers already keep every core busy, and tiny models gain nothing from
     # more threads but contention. Set before anything imports torch.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # The stage processes the tests start pin their own threads (portable numerics: 2), so
+    # two workers' processes share 2 cores: OpenMP threads that wait should sleep, not
+    # spin on a core another process needs. Scheduling only; the numbers are the same.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
-"""Three library calls the stages make are done here instead, because importing the library
+"""Four library calls the stages make are done here instead, because importing the library
 cost seconds in every stage process (torchvision and torchmetrics load torch._dynamo, and so
-does torch.use_deterministic_algorithms). Each copy must give the library's bits. The tests
+does torch.use_deterministic_algorithms; scikit-learn's clustering takes about 2 s). Each copy must give the library's bits. The tests
 that import those libraries are marked slow: the imports are the seconds they save."""
 
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,13 +60,34 @@ def test_deterministic_flag_is_torchs_and_inductors_when_loaded():
         set_determinism(0)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("n, d, k, seed", [(3600, 128, 10, 0), (200, 4, 10, 1), (50, 1344, 10, 2),
+                                           (12, 2, 12, 0), (500, 64, 1, 3), (300, 3, 5, 4)])
+def test_kmeans_plusplus_picks_what_scikit_learn_picks(n, d, k, seed):
+    from sklearn.cluster import kmeans_plusplus as reference
+
+    from toonvae.sampler import kmeans_plusplus
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.1, 3, size=d)
+    if seed == 4:
+        x[100:200] = x[0]  # many equal rows: ties and zero distances
+    want = reference(x, k, random_state=seed)[1]
+    assert np.array_equal(kmeans_plusplus(x, k, seed), want)
+    if k > 2:
+        assert not np.array_equal(kmeans_plusplus(x, k, seed + 1), want)  # the seed matters
+
+
 @pytest.mark.slow  # a fresh interpreter importing torch and matplotlib
-def test_the_stage_libraries_load_no_dynamo_torchvision_or_torchmetrics():
+def test_the_stage_libraries_load_no_dynamo_torchvision_torchmetrics_or_sklearn():
     code = ("import sys\n"
+            "import numpy as np\n"
             "import toonvae.evaluation, toonvae.figures, toonvae.latent_figures, toonvae.cli\n"
             "from toonvae.runtime import set_determinism\n"
+            "from toonvae.sampler import fit_gmm\n"
             "set_determinism(0)\n"
-            "print(sorted(m for m in ('torch._dynamo', 'torchvision', 'torchmetrics') "
+            "fit_gmm(np.random.default_rng(0).normal(size=(50, 3)), 3, 0)\n"
+            "print(sorted(m for m in ('torch._dynamo', 'torchvision', 'torchmetrics', 'sklearn') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

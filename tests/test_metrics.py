@@ -169,20 +169,32 @@ def test_gmm_sampler_follows_the_posterior_means_and_survives_save_load(tmp_path
         loaded.sample(4, sampler="gmm")
 
 
-def test_gmm_in_torch_is_scikit_learns_fit():
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_gmm_in_torch_is_scikit_learns_fit(covariance, monkeypatch):
     """The mixture's EM in torch against scikit-learn's GaussianMixture (what fitted it
-    before): the same seeding and updates give the same weights, means and covariances."""
+    before): the same seeding and updates give the same weights, means and covariances.
+    Diagonal covariances are what latents over FULL_COVARIANCE_MAX_DIM dimensions get."""
     from sklearn.mixture import GaussianMixture
+
+    from toonvae import sampler
 
     rng = np.random.default_rng(3)
     centres = rng.normal(0, 3, (4, 5))
     means = np.concatenate([rng.multivariate_normal(c, np.diag(rng.uniform(0.2, 1, 5)), 150)
                             for c in centres])
-    ref = GaussianMixture(4, covariance_type="full", reg_covar=1e-4, init_params="k-means++",
-                          max_iter=200, random_state=7).fit(means)
+    ref = GaussianMixture(4, covariance_type=covariance, reg_covar=1e-4,
+                          init_params="k-means++", max_iter=200, random_state=7).fit(means)
+    if covariance == "diag":
+        monkeypatch.setattr(sampler, "FULL_COVARIANCE_MAX_DIM", 4)
     got = fit_gmm(means, components=4, seed=7)
     np.testing.assert_allclose(got["weights"].numpy(), ref.weights_, atol=1e-6)
     np.testing.assert_allclose(got["means"].numpy(), ref.means_, atol=1e-5)
+    if covariance == "diag":
+        assert "scale_tril" not in got
+        np.testing.assert_allclose(got["scales"].numpy(), np.sqrt(ref.covariances_), atol=1e-5)
+        z = sample_latents(20000, 5, torch.Generator().manual_seed(0), gmm=got)
+        np.testing.assert_allclose(z.mean(0).numpy(), ref.weights_ @ ref.means_, atol=0.05)
+        return
     np.testing.assert_allclose(got["scale_tril"].numpy(), np.linalg.cholesky(ref.covariances_),
                                atol=1e-5)
     assert not np.allclose(fit_gmm(means, components=4, seed=8)["means"].numpy(), ref.means_,

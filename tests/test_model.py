@@ -58,7 +58,7 @@ def test_save_load_round_trip_and_mismatch(tmp_path):
 @pytest.mark.parametrize("size, stages, last", [(32, 4, 2), (64, 4, 4), (96, 4, 6), (128, 5, 4),
                                                 (160, 5, 5), (256, 6, 4)])
 def test_resnet_gets_a_stage_per_halving_down_to_a_small_map(size, stages, last):
-    from toonvae.model import resnet_widths
+    from toonvae.archs.resnet import resnet_widths
 
     cfg = ModelConfig("resnet", size, latent_dim=8, channels=(8, 16, 16, 32))
     widths = resnet_widths(cfg)

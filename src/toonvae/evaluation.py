@@ -13,13 +13,13 @@ import torch
 from toonvae import attributes, metrics
 from toonvae.data import PreparedData, batches, to_float
 from toonvae.fid import frechet_distance, weights_problem
-from toonvae.model import VAE
+from toonvae.model import LatentVAE
 from toonvae.progress import log
 from toonvae.sampler import SAMPLERS, posterior_means
 from toonvae.swd import SlicedWasserstein
 
 
-def evaluate(model: VAE, data: PreparedData, cfg, sampler: str, seed: int,
+def evaluate(model: LatentVAE, data: PreparedData, cfg, sampler: str, seed: int,
              device) -> tuple[dict, list[float]]:
     """(metrics, per-dimension KL). ``cfg`` is params' ``evaluate`` section."""
     test, train = data.split("test"), data.split("train")
@@ -35,7 +35,7 @@ def evaluate(model: VAE, data: PreparedData, cfg, sampler: str, seed: int,
     return result, kl_per_dim
 
 
-def sample_quality(model: VAE, test: np.ndarray, train: np.ndarray, cfg, sampler: str,
+def sample_quality(model: LatentVAE, test: np.ndarray, train: np.ndarray, cfg, sampler: str,
                    seed: int, device) -> dict:
     """swd of each sampler's samples against test images, its train-vs-test floor, fid."""
     n = min(len(test), len(train), cfg.swd_images)
@@ -65,7 +65,7 @@ def sample_quality(model: VAE, test: np.ndarray, train: np.ndarray, cfg, sampler
     return out
 
 
-def attribute_metrics(model: VAE, data: PreparedData, batch_size: int, seed: int,
+def attribute_metrics(model: LatentVAE, data: PreparedData, batch_size: int, seed: int,
                       device) -> dict:
     """Probe and classifier accuracies where the dataset labels attributes; else nulls."""
     keys = ("attr_probe_acc", "attr_recon_acc", "attr_orig_acc", "attr_chance_acc")

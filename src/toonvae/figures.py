@@ -15,7 +15,7 @@ from PIL import Image  # noqa: E402
 
 from toonvae.data import to_float  # noqa: E402
 from toonvae.files import atomic_path  # noqa: E402
-from toonvae.model import VAE, describe  # noqa: E402
+from toonvae.model import LatentVAE, describe  # noqa: E402
 
 PNG_META = {"Software": None}  # matplotlib otherwise stamps its version into the file
 
@@ -64,7 +64,7 @@ def dataset_samples(array: np.ndarray, path: Path, n: int, columns: int, seed: i
 
 
 @torch.inference_mode()
-def reconstructions(model: VAE, array: np.ndarray, path: Path, n: int, columns: int,
+def reconstructions(model: LatentVAE, array: np.ndarray, path: Path, n: int, columns: int,
                     seed: int) -> None:
     """Rows of originals, each above the row of its reconstructions."""
     x = to_float(array[pick(len(array), n, seed)], model.log_scale.device)
@@ -76,7 +76,7 @@ def reconstructions(model: VAE, array: np.ndarray, path: Path, n: int, columns: 
 
 
 @torch.inference_mode()
-def noise_samples(model: VAE, path: Path, n: int, columns: int, seed: int) -> None:
+def noise_samples(model: LatentVAE, path: Path, n: int, columns: int, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     save_grid(model.sample(n, generator=generator), path, columns)
 
@@ -163,7 +163,7 @@ COLORS = {"input": "#f5d76e", "encoder": "#b8b8b8", "latent": "#e07bb0",
           "decoder": "#9fd68b", "output": "#f5d76e"}
 
 
-def architecture(model: VAE, path: Path) -> None:
+def architecture(model: LatentVAE, path: Path) -> None:
     """The network as boxes, one per block, with the tensor shape each one outputs."""
     rows = describe(model)
     size = model.cfg.image_size

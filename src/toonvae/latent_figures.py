@@ -10,21 +10,21 @@ import torch
 
 from toonvae.data import to_float
 from toonvae.figures import labelled_rows, pick, save_grid
-from toonvae.model import VAE
+from toonvae.model import LatentVAE
 from toonvae.sampler import posterior_means, slerp
 
 
 @torch.inference_mode()
-def _means(model: VAE, images: np.ndarray) -> torch.Tensor:
+def _means(model: LatentVAE, images: np.ndarray) -> torch.Tensor:
     return model.encode(to_float(images, model.log_scale.device))[0].float().cpu()
 
 
 @torch.inference_mode()
-def _decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
+def _decode(model: LatentVAE, z: torch.Tensor) -> torch.Tensor:
     return model.decode(z.to(model.log_scale.device)).float().cpu()
 
 
-def interpolation(model: VAE, test: np.ndarray, path: Path, pairs: int, steps: int,
+def interpolation(model: LatentVAE, test: np.ndarray, path: Path, pairs: int, steps: int,
                   seed: int) -> None:
     """Rows from one test face to another (straight lines between their codes, the two
     originals at the ends), then rows along great circles between prior samples."""
@@ -44,7 +44,7 @@ def interpolation(model: VAE, test: np.ndarray, path: Path, pairs: int, steps: i
     save_grid(torch.cat(rows), path, columns=steps + 2)
 
 
-def traversal(model: VAE, test: np.ndarray, kl_per_dim: list[float], path: Path, dims: int,
+def traversal(model: LatentVAE, test: np.ndarray, kl_per_dim: list[float], path: Path, dims: int,
               steps: int, seed: int) -> None:
     """One row per latent dimension with the most KL: a test face's code with that one
     coordinate swept from -3 to +3 prior standard deviations."""
@@ -61,7 +61,7 @@ def traversal(model: VAE, test: np.ndarray, kl_per_dim: list[float], path: Path,
     labelled_rows(rows, labels, path, title="-3 σ  …  0  …  +3 σ along the dimensions with the most KL")
 
 
-def temperature(model: VAE, path: Path, n: int, temperatures: tuple[float, ...],
+def temperature(model: LatentVAE, path: Path, n: int, temperatures: tuple[float, ...],
                 seed: int) -> None:
     """Prior samples at each temperature, then the mixture sampler's, same seed per row."""
     rows, labels = [], []
@@ -76,7 +76,7 @@ def temperature(model: VAE, path: Path, n: int, temperatures: tuple[float, ...],
     labelled_rows(rows, labels, path)
 
 
-def attribute_vectors(model: VAE, train: np.ndarray, train_y: np.ndarray, test: np.ndarray,
+def attribute_vectors(model: LatentVAE, train: np.ndarray, train_y: np.ndarray, test: np.ndarray,
                       test_y: np.ndarray, names: list[str], wanted: tuple[str, ...],
                       path: Path, faces: int, seed: int) -> list[str]:
     """For each wanted attribute: the mean code of faces with its second most common value

@@ -6,6 +6,8 @@ Images are uint8 -> float in [0, 1]; reconstructions decode z = mu.
 - ssim: SSIM (Wang et al. 2004; 11 px Gaussian window, sigma 1.5, data range 1), mean over
   images: torchmetrics' computation, op for op (``ssim_per_image``).
 - kl: KL(q(z|x) || p(z)) in nats per image; kl_per_dim: the same per latent dimension.
+  For hvae, z is the groups' standardised noise and these are the hierarchical KL (each
+  group's, given the groups above, drawn), on the same draw as the ELBO's.
 - active_units: latent dimensions whose posterior mean varies (variance > 0.01) over the test set.
 - elbo_bpd: negative ELBO in bits per dimension for a discretized likelihood over 8-bit
   pixels (Gaussian, or logistic for models trained with it; the file names it), one z
@@ -24,7 +26,7 @@ import torch
 
 from toonvae import losses
 from toonvae.data import batches, to_float
-from toonvae.model import VAE
+from toonvae.model import LatentVAE
 from toonvae.progress import progress
 
 ACTIVE_VARIANCE = 0.01
@@ -61,7 +63,7 @@ def ssim_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def reconstruction_metrics(model: VAE, test: np.ndarray, batch_size: int, seed: int,
+def reconstruction_metrics(model: LatentVAE, test: np.ndarray, batch_size: int, seed: int,
                            device: torch.device | str = "cpu") -> dict:
     """mse, psnr, ssim, kl, elbo_bpd, active_units and kl_per_dim over ``test``."""
     model.eval()
@@ -77,13 +79,14 @@ def reconstruction_metrics(model: VAE, test: np.ndarray, batch_size: int, seed: 
     with bar:
         for xb in batches(test, batch_size):
             x = to_float(xb, device)
-            mu, logvar = model.encode(x)
+            mu = model.encode(x)[0]
             recon = model.decode(mu)
             mse_i = losses.mse_per_image(x, recon)
             eps = torch.randn(mu.shape, generator=generator).to(device)
-            z = mu + eps * torch.exp(0.5 * logvar.clamp(losses.LOGVAR_MIN, losses.LOGVAR_MAX))
-            nll = losses.recon_nll(x, model.decode(z), model.log_scale, likelihood)
-            kl_d = losses.kl_normal(mu, logvar)
+            # The ELBO's draw; a hierarchical model's posterior depends on the path drawn.
+            sampled, _, mu_z, logvar_z = model.posterior(x, eps)
+            nll = losses.recon_nll(x, sampled, model.log_scale, likelihood)
+            kl_d = losses.kl_normal(mu_z, logvar_z)
             kl = kl_d.sum(1)
             sums["mse"] += mse_i.sum().item()
             sums["psnr"] += (10 * torch.log10(1.0 / mse_i.clamp(min=1e-10))).sum().item()
@@ -107,19 +110,15 @@ def reconstruction_metrics(model: VAE, test: np.ndarray, batch_size: int, seed: 
     }
 
 
-def log_weights(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
+def log_weights(model: LatentVAE, x: torch.Tensor, k: int, generator: torch.Generator,
                 chunk: int) -> torch.Tensor:
     """log p(x, z) - log q(z|x) for k samples z ~ q(z|x) per image: shape (k, batch), fp64."""
-    mu, logvar = model.encode(x)
-    logvar = logvar.clamp(losses.LOGVAR_MIN, losses.LOGVAR_MAX)
-    std = torch.exp(0.5 * logvar)
     likelihood = model.cfg.eval_likelihood
     out = []
     for start in range(0, k, chunk):
         m = min(chunk, k - start)
-        eps = torch.randn((m, *mu.shape), generator=generator).to(mu.device)
-        z = mu + eps * std  # m, B, D
-        mean = model.decode(z.flatten(0, 1))
+        eps = torch.randn((m, len(x), model.cfg.latent_dim), generator=generator).to(x.device)
+        mean, z, _, logvar = model.posterior(x, eps)  # z: m, B, D
         xs = x.expand(m, *x.shape).flatten(0, 1)
         log_px = -losses.recon_nll(xs, mean, model.log_scale, likelihood).view(m, -1)
         log_pz = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -129,7 +128,7 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
 
 
 @torch.inference_mode()
-def iwae_bpd(model: VAE, images: np.ndarray, k: int, batch_size: int, seed: int,
+def iwae_bpd(model: LatentVAE, images: np.ndarray, k: int, batch_size: int, seed: int,
              device: torch.device | str = "cpu") -> float:
     """-log p(x) bounded with k importance samples per image, in bits per dimension."""
     model.eval()
@@ -150,7 +149,7 @@ def iwae_bpd(model: VAE, images: np.ndarray, k: int, batch_size: int, seed: int,
 
 
 @torch.inference_mode()
-def decode_in_batches(model: VAE, z: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+def decode_in_batches(model: LatentVAE, z: torch.Tensor, batch_size: int, device) -> torch.Tensor:
     return torch.cat([model.decode(z[i:i + batch_size].to(device)).float().cpu()
                       for i in range(0, len(z), batch_size)])
 

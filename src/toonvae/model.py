@@ -1,12 +1,13 @@
-"""Encoders, decoders and the VAE around them; architectures are chosen by name.
+"""The VAE around the networks, chosen by name (``model.arch``), and its model file.
 
-- ``seed``: the original notebook's network (plain conv stack, BatchNorm, dropout).
-- ``resnet``: the default: residual blocks with GroupNorm, strided convs, one stride-2
-  stage per width (``resnet_widths``: four up to 112 px, more for larger images), mirrored
-  by the decoder.
+- ``resnet``: the default; see ``toonvae.archs.resnet``.
+- ``seed``: the original notebook's network; see ``toonvae.archs.seed``.
+- ``hvae``: a hierarchical VAE with top-down latent groups; see ``toonvae.archs.hvae``.
 
-Every block carries a ``label`` so the architecture figure is drawn from the model
-itself (see ``describe``), never by hand.
+Every model has the same face to the pipeline (``LatentVAE``): a flat latent of
+``latent_dim`` with the prior N(0, I), ``encode``, ``decode``, ``posterior`` draws and
+the samplers. Every block carries a ``label`` so the architecture figure is drawn from the
+model itself (see ``describe``), never by hand.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from torch import nn
 
 from toonvae.errors import ToonvaeError
 from toonvae.files import atomic_path
+from toonvae.losses import LOGVAR_MAX, LOGVAR_MIN
 
-ARCHS = ("resnet", "seed")
-SEED_ENCODER = (128, 128, 64, 32)  # the notebook's widths
-SEED_DECODER = (32, 64, 128, 128)
+ARCHS = ("resnet", "seed", "hvae")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ModelConfig:
 
     @property
     def resolved_likelihood(self) -> str:
-        """The training objective: the notebook's MSE for seed, a Gaussian ELBO for resnet."""
+        """The training objective: the notebook's MSE for seed, a Gaussian ELBO otherwise."""
         if self.likelihood != "auto":
             return self.likelihood
         return "mse" if self.arch == "seed" else "gaussian"
@@ -62,105 +62,20 @@ def model_config(p) -> ModelConfig:
                        channels=tuple(p.model.channels), likelihood=p.model.likelihood)
 
 
-class Block(nn.Sequential):
-    """nn.Sequential with a human label for the architecture figure."""
+class LatentVAE(nn.Module):
+    """What every architecture shows the pipeline: a flat latent of ``cfg.latent_dim``
+    with the prior N(0, I), ``encode`` (the posterior's mean and log-variance), ``decode``
+    (pixel means in [0, 1]), ``posterior`` (posterior draws from given standard-normal
+    noise), and sampling from the prior or from the fitted mixture.
 
-    def __init__(self, label: str, *layers: nn.Module):
-        super().__init__(*layers)
-        self.label = label
+    ``grad_clip``: where set, training clips the gradient's norm to it.
 
-
-class Residual(nn.Module):
-    """GroupNorm-SiLU-conv twice, plus the identity: keeps gradients healthy."""
-
-    def __init__(self, ch: int):
-        super().__init__()
-        groups = min(8, ch)
-        self.body = nn.Sequential(
-            nn.GroupNorm(groups, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
-            nn.GroupNorm(groups, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1))
-
-    def forward(self, x):
-        return x + self.body(x)
-
-
-class Flatten(Block):
-    def __init__(self, label):
-        super().__init__(label, nn.Flatten())
-
-
-class Unflatten(Block):
-    def __init__(self, label, shape):
-        super().__init__(label, nn.Unflatten(1, shape))
-
-
-def _seed_networks(cfg: ModelConfig):
-    s = cfg.image_size // 16
-    enc, c_in = [], 3
-    for i, c in enumerate(SEED_ENCODER):
-        layers = [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.BatchNorm2d(c), nn.LeakyReLU(0.2)]
-        if i >= 1:  # the notebook drops out after layers 2-4
-            layers.append(nn.Dropout(0.2))
-        enc.append(Block(f"conv 3x3/2, {c}, BN, LReLU" + (", drop" if i else ""), *layers))
-        c_in = c
-    enc.append(Flatten("flatten"))
-    feat = SEED_ENCODER[-1] * s * s
-    dec = [Block(f"dense {feat}", nn.Linear(cfg.latent_dim, feat)),
-           Unflatten("reshape", (SEED_DECODER[0], s, s))]
-    c_in = SEED_DECODER[0]
-    for c in SEED_DECODER:
-        dec.append(Block(f"tconv 3x3/2, {c}, BN, LReLU, drop",
-                         nn.ConvTranspose2d(c_in, c, 3, stride=2, padding=1, output_padding=1),
-                         nn.BatchNorm2d(c), nn.LeakyReLU(0.2), nn.Dropout(0.2)))
-        c_in = c
-    dec.append(Block("conv 3x3, 3", nn.Conv2d(c_in, 3, 3, padding=1)))
-    return nn.Sequential(*enc), nn.Sequential(*dec), feat
-
-
-def resnet_widths(cfg: ModelConfig) -> tuple[int, ...]:
-    """One width per stride-2 stage. ``model.channels`` gives four; while the feature map
-    after them would still be 8 px or more (and even), another stage of the first width
-    goes in front, at full resolution. So 64 px keeps four stages down to 4x4, 128 px gets
-    five and 256 px six, each ending at 4x4 with the same tail as at 64 px; sizes below
-    128 px are unchanged (their last map, 1-7 px, is what it always was)."""
-    widths = list(cfg.channels)
-    while (cfg.image_size >> len(widths)) >= 8 and (cfg.image_size >> len(widths)) % 2 == 0:
-        widths.insert(0, widths[0])
-    return tuple(widths)
-
-
-def _resnet_networks(cfg: ModelConfig):
-    ch = resnet_widths(cfg)
-    s = cfg.image_size >> len(ch)
-    enc = [Block(f"conv 4x4/2, {ch[0]}", nn.Conv2d(3, ch[0], 4, stride=2, padding=1)),
-           Block(f"res block {ch[0]}", Residual(ch[0]))]
-    for c_in, c in zip(ch, ch[1:]):
-        enc.append(Block(f"conv 4x4/2, {c}", nn.Conv2d(c_in, c, 4, stride=2, padding=1)))
-        enc.append(Block(f"res block {c}", Residual(c)))
-    enc.append(Block("GN, SiLU", nn.GroupNorm(min(8, ch[-1]), ch[-1]), nn.SiLU()))
-    enc.append(Flatten("flatten"))
-    feat = ch[-1] * s * s
-    dec = [Block(f"dense {feat}", nn.Linear(cfg.latent_dim, feat)),
-           Unflatten("reshape", (ch[-1], s, s))]
-    rev = ch[::-1]
-    for c_in, c in zip(rev, rev[1:]):
-        dec.append(Block(f"res block {c_in}", Residual(c_in)))
-        dec.append(Block(f"tconv 4x4/2, {c}", nn.ConvTranspose2d(c_in, c, 4, stride=2, padding=1)))
-    dec.append(Block(f"res block {ch[0]}", Residual(ch[0])))
-    dec.append(Block("GN, SiLU, tconv 4x4/2, 3",
-                     nn.GroupNorm(min(8, ch[0]), ch[0]), nn.SiLU(),
-                     nn.ConvTranspose2d(ch[0], 3, 4, stride=2, padding=1)))
-    return nn.Sequential(*enc), nn.Sequential(*dec), feat
-
-
-class VAE(nn.Module):
-    """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I), p(x|z) set by the likelihood.
-
-    The decoder gives the pixel means in [0, 1]; ``log_scale`` (one per colour channel)
-    is the scale of the discretized likelihood (``cfg.eval_likelihood``), fitted after
-    training (``train.fit_log_scale``), so every model, the notebook's MSE one too, has
-    an ELBO.
+    ``log_scale`` (one per colour channel) is the scale of the discretized likelihood
+    (``cfg.eval_likelihood``), fitted after training (``train.fit_log_scale``), so every
+    model, the notebook's MSE one too, has an ELBO.
     """
+
+    grad_clip: float | None = None
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -171,27 +86,10 @@ class VAE(nn.Module):
             raise ToonvaeError(f"image_size: {cfg.image_size} is not allowed; the {cfg.arch} "
                                "architecture needs a multiple of 16")
         self.cfg = cfg
-        build = _seed_networks if cfg.arch == "seed" else _resnet_networks
-        self.encoder, self.decoder, feat = build(cfg)
-        self.to_mu = nn.Linear(feat, cfg.latent_dim)
-        self.to_logvar = nn.Linear(feat, cfg.latent_dim)
         self.log_scale = nn.Parameter(torch.full((1, 3, 1, 1), -2.0), requires_grad=False)
         # The Gaussian mixture over posterior means (see toonvae.sampler), fitted after
         # training and kept beside the weights: plain tensors, not parameters.
         self.gmm: dict[str, torch.Tensor] | None = None
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x)
-        return self.to_mu(h), self.to_logvar(h)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z))
-
-    def forward(self, x: torch.Tensor):
-        mu, logvar = self.encode(x)
-        # Reparameterisation; the noise comes from torch's seeded global generator.
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
-        return self.decode(z), mu, logvar
 
     @torch.inference_mode()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -218,7 +116,64 @@ class VAE(nn.Module):
         return self.decode(z.to(self.log_scale.device))
 
 
-def build(cfg: ModelConfig) -> VAE:
+class VAE(LatentVAE):
+    """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I), p(x|z) set by the likelihood:
+    the flat-latent architectures, resnet and seed."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        from toonvae.archs.resnet import resnet_networks
+        from toonvae.archs.seed import seed_networks
+
+        build = seed_networks if cfg.arch == "seed" else resnet_networks
+        self.encoder, self.decoder, feat = build(cfg)
+        self.to_mu = nn.Linear(feat, cfg.latent_dim)
+        self.to_logvar = nn.Linear(feat, cfg.latent_dim)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.to_mu(h), self.to_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        # Reparameterisation; the noise comes from torch's seeded global generator.
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        return self.decode(z), mu, logvar
+
+    def posterior(self, x: torch.Tensor, noise: torch.Tensor):
+        """(pixel means, z, mu, logvar) for z = mu + noise * sigma: one draw per row of
+        ``noise`` (B, D), or m per image for (m, B, D), whose means are (m * B, 3, H, W).
+        The encoder runs once; mu and logvar keep the shape (B, D)."""
+        mu, logvar = self.encode(x)
+        logvar = logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+        z = mu + noise * torch.exp(0.5 * logvar)
+        return self.decode(z.flatten(0, -2)), z, mu, logvar
+
+    @torch.no_grad()
+    def describe_rows(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        size = self.cfg.image_size
+        h = torch.zeros(1, 3, size, size, device=self.log_scale.device)
+        rows = [("input", "image", tuple(h.shape[1:]))]
+        for block in self.encoder:
+            h = block(h)
+            rows.append(("encoder", block.label, tuple(h.shape[1:])))
+        h = self.to_mu(h)
+        rows.append(("latent", "dense -> mu, log sigma^2", tuple(h.shape[1:])))
+        for block in self.decoder:
+            h = block(h)
+            rows.append(("decoder", block.label, tuple(h.shape[1:])))
+        rows.append(("output", "sigmoid", tuple(h.shape[1:])))
+        return rows
+
+
+def build(cfg: ModelConfig) -> LatentVAE:
+    if cfg.arch == "hvae":
+        from toonvae.archs.hvae import HVAE
+
+        return HVAE(cfg)
     return VAE(cfg)
 
 
@@ -227,25 +182,11 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def describe(model: VAE) -> list[tuple[str, str, tuple[int, ...]]]:
+def describe(model: LatentVAE) -> list[tuple[str, str, tuple[int, ...]]]:
     """(part, label, output shape) for each block, by running one dummy image through."""
-    rows: list[tuple[str, str, tuple[int, ...]]] = []
     was_training = model.training
     model.eval()
-    size = model.cfg.image_size
-    x = torch.zeros(1, 3, size, size, device=model.log_scale.device)
-    rows.append(("input", "image", tuple(x.shape[1:])))
-    h = x
-    for block in model.encoder:
-        h = block(h)
-        rows.append(("encoder", block.label, tuple(h.shape[1:])))
-    mu = model.to_mu(h)
-    rows.append(("latent", "dense -> mu, log sigma^2", tuple(mu.shape[1:])))
-    h = mu
-    for block in model.decoder:
-        h = block(h)
-        rows.append(("decoder", block.label, tuple(h.shape[1:])))
-    rows.append(("output", "sigmoid", tuple(h.shape[1:])))
+    rows = model.describe_rows()
     model.train(was_training)
     return rows
 
@@ -253,7 +194,7 @@ def describe(model: VAE) -> list[tuple[str, str, tuple[int, ...]]]:
 FORMAT_VERSION = 1
 
 
-def save_model(model: VAE, path, extra: dict | None = None) -> None:
+def save_model(model: LatentVAE, path, extra: dict | None = None) -> None:
     """Weights plus the config that rebuilds them, written via a temp file and a rename."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     blob = {"format": FORMAT_VERSION, "config": model.cfg.to_dict(), "state_dict": state,
@@ -264,7 +205,7 @@ def save_model(model: VAE, path, extra: dict | None = None) -> None:
         torch.save(blob, tmp)
 
 
-def load_model(path, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
+def load_model(path, device: str | torch.device = "cpu") -> tuple[LatentVAE, dict]:
     """Rebuild a model saved by ``save_model``; untrusted files load with weights_only."""
     from pathlib import Path
 
@@ -281,7 +222,11 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[VAE, dict]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT_VERSION:
         raise ToonvaeError(f"{path}: model format {blob.get('format') if isinstance(blob, dict) else '?'}"
                            f" is not {FORMAT_VERSION}; retrain it with this version")
-    model = VAE(ModelConfig.from_dict(blob["config"]))
+    try:
+        model = build(ModelConfig.from_dict(blob["config"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ToonvaeError(f"{path}: its config is not a toonvae model's ({exc}); "
+                           "retrain it") from None
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
@@ -296,8 +241,9 @@ def _checked_gmm(gmm, latent_dim: int, path) -> dict[str, torch.Tensor] | None:
         return None
     try:
         k = len(gmm["weights"])
-        ok = (gmm["means"].shape == (k, latent_dim)
-              and gmm["scale_tril"].shape == (k, latent_dim, latent_dim))
+        spread = (gmm["scales"].shape == (k, latent_dim) if "scales" in gmm
+                  else gmm["scale_tril"].shape == (k, latent_dim, latent_dim))
+        ok = gmm["means"].shape == (k, latent_dim) and spread
     except (KeyError, TypeError, AttributeError):
         ok = False
     if not ok:

@@ -99,13 +99,13 @@ class PreprocessParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    arch: str = field(default="resnet", metadata=_one_of("resnet", "seed"))
+    arch: str = field(default="resnet", metadata=_one_of("resnet", "seed", "hvae"))
     # Encoder widths, one per stride-2 stage (the decoder mirrors them). GroupNorm uses
     # min(8, width) groups, so a width above 8 must be a multiple of 8.
     channels: tuple[int, int, int, int] = field(default=(16, 32, 64, 128), metadata=_rule(
         lambda v: all(1 <= c <= 4096 and (c <= 8 or c % 8 == 0) for c in v),
         "widths between 1 and 4096, each at most 8 or a multiple of 8"))
-    # auto: the arch's own (seed: the notebook's 1000*MSE; resnet: discretized Gaussian).
+    # auto: the arch's own (seed: the notebook's 1000*MSE; resnet, hvae: discretized Gaussian).
     likelihood: str = field(default="auto", metadata=_one_of("auto", "gaussian", "logistic",
                                                              "mse"))
 
@@ -116,7 +116,8 @@ class TrainParams:
     # auto: what suits the device (toonvae.train.AUTO_BATCH: 32 on a CPU, 512 on CUDA).
     batch_size: typing.Union[int, typing.Literal["auto"]] = field(default="auto", metadata=_rule(
         lambda v: v == "auto" or 1 <= v <= 65_536, "'auto' or between 1 and 65536"))
-    # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.004) at any batch size.
+    # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.004; hvae: 0.002) at any
+    # batch size.
     lr: typing.Optional[float] = field(default=None, metadata=_range(1e-8, 10.0))
     beta: float = field(default=1.0, metadata=_range(0.0, 1000.0))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda", "mps"))

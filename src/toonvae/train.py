@@ -16,7 +16,7 @@ from toonvae.checkpoint import Checkpointer, Position, data_digest
 from toonvae.data import ImageRows, PreparedData, batches, prefetched, to_float
 from toonvae.distributed import World
 from toonvae.errors import ToonvaeError
-from toonvae.model import VAE, ModelConfig, build, count_parameters, save_model
+from toonvae.model import LatentVAE, ModelConfig, build, count_parameters, save_model
 from toonvae.numerics import platform, thread_count
 from toonvae.params import TrainParams
 from toonvae.progress import Parts, log, progress
@@ -26,7 +26,7 @@ from toonvae.sampler import fit_gmm, posterior_means, subset
 
 # The notebook's Adam lr; ours. At any batch size: scaling it up with the batch (by the
 # square root or linearly) trained worse at batch 128 (benchmarks/recipe_bench.py batch-*).
-ARCH_LR = {"seed": 0.0005, "resnet": 0.004}
+ARCH_LR = {"seed": 0.0005, "resnet": 0.004, "hvae": 0.002}
 # train.batch_size: auto, per device type. The CPU runs at the same speed per image from
 # batch 32 to 128 (benchmarks/train_bench.py), so it keeps the batch the recipe was tuned
 # at; a GPU pays a fixed cost per step, so it needs large batches to be busy.
@@ -91,7 +91,7 @@ class Recipe:
         return self.cfg.beta * (min(1.0, (step + 1) / ramp) if ramp > 0 else 1.0)
 
 
-def make_ema(model: VAE, decay: float):
+def make_ema(model: LatentVAE, decay: float):
     """torch's AveragedModel with an exponential average whose decay starts low,
     min(decay, (1 + n) / (10 + n)) after n updates (as TensorFlow's EMA does), so a
     short run's average is not dominated by the random initial weights."""
@@ -103,7 +103,7 @@ def make_ema(model: VAE, decay: float):
     return AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
 
 
-def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
+def run_epoch(model: LatentVAE, array, cfg: TrainConfig, likelihood: str, device, *,
               optimizer=None, rng=None, epoch: int = 0, desc: str = "",
               start: Position | None = None, after_step=None, precision: str = "fp32",
               channels_last: bool = False, sync_every: int | None = None,
@@ -157,6 +157,7 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
         bar.update(len(pending))
         pending.clear()
 
+    clip = (model.module if world.distributed else model).grad_clip if training else None
     bar = progress(total=n_batches, desc=desc, unit="batch")
     bar.update(start.step)
     with bar, torch.set_grad_enabled(training):
@@ -186,6 +187,8 @@ def run_epoch(model: VAE, array, cfg: TrainConfig, likelihood: str, device, *,
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
                 optimizer.step()
                 if ema is not None:
                     ema.update_parameters(model.module if world.distributed else model)
@@ -215,7 +218,7 @@ COARSE_EVERY = 8  # the grid is searched at every 8th scale first, then around t
 
 
 @torch.inference_mode()
-def fit_log_scale(model: VAE, array, batch_size: int, device,
+def fit_log_scale(model: LatentVAE, array, batch_size: int, device,
                   max_images: int = LOG_SCALE_IMAGES) -> None:
     """Set ``model.log_scale`` to the maximum-likelihood scale per channel.
 

@@ -1,0 +1,168 @@
+"""Architectures against each other at equal training wall-clock, scored like the evaluate stage.
+
+    python benchmarks/arch_bench.py --json experiments/archs.json   # both datasets, ~40 min
+    python benchmarks/arch_bench.py --datasets anime --archs resnet,hvae --epochs 2
+
+The first arch is the baseline: it trains with params.yaml's settings (``train.epochs``).
+Every other arch first has its training step timed against the baseline's in this process
+(``PROBE_STEPS`` batches each, after a warm-up), and gets the number of epochs that costs
+about the same wall-clock; the table shows the train seconds each one actually took.
+Each trained model is scored by ``toonvae.evaluation.evaluate`` with params.yaml's
+``evaluate`` section, as the evaluate stage does (IWAE and swd of both samplers included).
+Needs the prepared data: ``dvc repro preprocess@anime preprocess@cartoon``.
+
+With ``--figures DIR`` it also writes DIR/<dataset>.png: test faces, then each arch's
+reconstructions, prior samples and mixture samples, row by row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from toonvae.stage import pin_numerics  # noqa: E402
+
+pin_numerics()  # as the stages do: before torch starts
+
+import torch  # noqa: E402
+
+from toonvae import params as params_mod  # noqa: E402
+from toonvae.data import PreparedData, to_float  # noqa: E402
+from toonvae.evaluation import evaluate  # noqa: E402
+from toonvae.model import ModelConfig, build, count_parameters, load_model  # noqa: E402
+from toonvae.numerics import thread_count  # noqa: E402
+from toonvae.runtime import set_determinism  # noqa: E402
+from toonvae.train import TrainConfig, train  # noqa: E402
+
+PROBE_STEPS = 12
+HVAE_LATENT = 1344  # 4 channels on each of the 4x4, 8x8 and 16x16 maps at 64 px
+KEYS = ("mse", "psnr", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm", "swd_floor", "kl",
+        "active_units")
+
+
+def model_cfg(p, arch: str, latent_dim: int | None) -> ModelConfig:
+    if latent_dim is None:
+        latent_dim = HVAE_LATENT if arch == "hvae" else p.latent_dim
+    return ModelConfig(arch, p.image_size, latent_dim, tuple(p.model.channels), p.model.likelihood)
+
+
+def step_seconds(mc: ModelConfig, batch: torch.Tensor, lr: float) -> float:
+    """Seconds per training step (forward, loss, backward, AdamW), median of PROBE_STEPS."""
+    from toonvae import losses
+
+    torch.manual_seed(0)
+    model = build(mc).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    times = []
+    for i in range(PROBE_STEPS + 3):
+        t0 = time.perf_counter()
+        mean, mu, logvar = model(batch)
+        loss = losses.training_loss(mc.resolved_likelihood, batch, mean, mu, logvar, 1.0)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 3:  # the first steps allocate
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def comparison_figure(models: dict, test, path: Path, n: int = 8) -> None:
+    """Test faces, then per arch: reconstructions, prior samples, mixture samples."""
+    from toonvae.figures import labelled_rows
+
+    x = to_float(test[:n])
+    rows = [("test faces", x)]
+    for arch, model in models.items():
+        gen = torch.Generator().manual_seed(0)
+        rows.append((f"{arch}: reconstructions", model.reconstruct(x).float()))
+        for sampler in ("prior", "gmm"):
+            if sampler == "gmm" and model.gmm is None:
+                continue
+            rows.append((f"{arch}: {sampler} samples", model.sample(n, gen, sampler=sampler)))
+    labelled_rows([r for _, r in rows], [label for label, _ in rows], path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="anime,cartoon")
+    ap.add_argument("--archs", default="resnet,hvae", help="the first is the baseline")
+    ap.add_argument("--epochs", type=int, help="the baseline's (default: params.yaml's)")
+    ap.add_argument("--hvae-latent-dim", type=int, default=HVAE_LATENT)
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--figures", type=Path, help="write DIR/<dataset>.png")
+    ap.add_argument("--repo", type=Path, default=ROOT,
+                    help="the pipeline whose params.yaml and prepared data to use")
+    args = ap.parse_args()
+    p = params_mod.load(args.repo / "params.yaml")
+    archs = args.archs.split(",")
+    base_cfg = TrainConfig.from_params(p)
+    if args.epochs:
+        base_cfg = replace(base_cfg, epochs=args.epochs)
+    rows = []
+    for dataset in args.datasets.split(","):
+        data = PreparedData(args.repo / "data" / "prepared" / dataset)
+        configs = {a: model_cfg(p, a, args.hvae_latent_dim if a == "hvae" else None) for a in archs}
+        set_determinism(0, thread_count(p.runtime.numerics, p.train.threads), True,
+                        p.runtime.numerics)
+        batch = to_float(data.split("train")[:32])
+        steps = {a: step_seconds(configs[a], batch, 0.002) for a in archs}
+        models = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for arch in archs:
+                ratio = steps[archs[0]] / steps[arch]
+                epochs = max(1, math.floor(base_cfg.epochs * ratio + 0.5))
+                cfg = replace(base_cfg, epochs=epochs)
+                out = Path(tmp) / arch
+                t0 = time.perf_counter()
+                result = train(data.root, out / "model.pt", out / "curves", configs[arch], cfg)
+                train_s = time.perf_counter() - t0
+                model, _ = load_model(out / "model.pt")
+                set_determinism(p.seed, thread_count(p.runtime.numerics, p.train.threads),
+                                True, p.runtime.numerics)
+                t0 = time.perf_counter()
+                scores, _ = evaluate(model, data, p.evaluate, "gmm", p.seed, "cpu")
+                row = {"dataset": dataset, "arch": arch, "latent_dim": configs[arch].latent_dim,
+                       "epochs": epochs, "train_s": round(train_s, 1),
+                       "evaluate_s": round(time.perf_counter() - t0, 1),
+                       "parameters": count_parameters(model),
+                       "images_per_s": round(result["images"] / train_s, 1),
+                       "step_ratio": round(steps[arch] / steps[archs[0]], 3),
+                       **{k: scores[k] for k in KEYS}}
+                rows.append(row)
+                models[arch] = model
+                print(json.dumps(row), file=sys.stderr, flush=True)
+        if args.figures:
+            args.figures.mkdir(parents=True, exist_ok=True)
+            comparison_figure(models, data.split("test"), args.figures / f"{dataset}.png")
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| dataset | arch | epochs | train s | parameters | images/s | mse | psnr (dB) "
+             "| elbo | iwae (bits/dim) | swd prior | swd gmm | floor |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        floor = r["swd_floor"]
+        lines.append(
+            f"| {r['dataset']} | {r['arch']} | {r['epochs']} | {r['train_s']:.0f} "
+            f"| {r['parameters']:,} | {r['images_per_s']:.0f} | {r['mse']:.5f} | {r['psnr']:.2f} "
+            f"| {r['elbo_bpd']:.3f} | {r['iwae_bpd']:.3f} "
+            f"| {r['swd_prior']:.1f} ({r['swd_prior'] / floor:.1f}x) "
+            f"| {r['swd_gmm']:.1f} ({r['swd_gmm'] / floor:.1f}x) | {floor:.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

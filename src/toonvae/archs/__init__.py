@@ -1,0 +1,1 @@
+"""One module per architecture (``model.arch``); ``toonvae.model`` builds them by name."""

@@ -1,0 +1,222 @@
+"""model.arch: hvae: the hierarchical KL, the prior sampler per level, the temperature,
+the bounds, and training that stays seeded and resumable."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from toonvae import metrics
+from toonvae.archs.hvae import LEVELS, HVAE, latent_layout
+from toonvae.checkpoint import Checkpointer
+from toonvae.errors import ToonvaeError
+from toonvae.model import ModelConfig, build, describe, load_model
+from toonvae.prepare import prepare
+from toonvae.sources.synthetic import generate
+from toonvae.train import TrainConfig, train
+
+# 32 px, four widths: latent groups of 2x2, 4x4 and 8x8, so 84 positions; 2 channels each.
+TINY = ModelConfig("hvae", 32, 168, channels=(8, 8, 16, 16))
+
+
+def randomised(cfg=TINY, seed=0) -> HVAE:
+    """A tiny hvae with every weight random: prior and posterior no longer start equal."""
+    torch.manual_seed(seed)
+    model = build(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.3 / math.sqrt(p[0].numel()))
+            elif name.endswith("bias"):
+                p.normal_(0, 0.1)
+        for stage in model.stages[:LEVELS]:
+            for group in stage:  # scales well away from 1: e^-1 to e^1
+                group.prior.bias.uniform_(-1, 1)
+                group.posterior[-1].bias.uniform_(-1, 1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    generate("cartoon", root / "raw", 60, seed=0, size=64, workers=1)
+    prepare(root / "raw", root / "prepared", image_size=32, crop="center", box=None,
+            val_fraction=0.1, test_fraction=0.1, min_side=16, seed=0, workers=1)
+    return root / "prepared"
+
+
+def test_latent_dim_is_the_total_and_others_are_refused_in_one_line():
+    assert latent_layout(TINY) == [(2, 2), (2, 4), (2, 8)]
+    assert latent_layout(ModelConfig("hvae", 64, 1344)) == [(4, 4), (4, 8), (4, 16)]
+    with pytest.raises(ToonvaeError) as err:
+        build(ModelConfig("hvae", 64, 128))
+    assert str(err.value) == (
+        "latent_dim: 128 does not fit model.arch hvae at 64 px: its latent is channels x 336 "
+        "positions (maps of 1 x 4x4, 1 x 8x8, 1 x 16x16), so latent_dim must be a multiple of "
+        "336; the smallest is 336")
+
+
+def test_shapes_and_the_architecture_rows():
+    model = build(TINY)
+    x = torch.rand(3, 3, 32, 32)
+    mean, mu, logvar = model(x)
+    assert mean.shape == x.shape and mu.shape == logvar.shape == (3, 168)
+    # Every group starts at N(0, I) for prior and posterior: no KL at initialisation.
+    assert mu.abs().max() == 0 and logvar.abs().max() == 0
+    rows = describe(model)
+    assert rows[0][2] == (3, 32, 32) and rows[-1][2] == (3, 32, 32)
+    assert [shape for part, _, shape in rows if part == "latent"] == [(2, 2, 2), (2, 4, 4),
+                                                                      (2, 8, 8)]
+    assert not any("tconv" in label for _, label, _ in rows)  # resize-then-conv upsampling
+
+
+def test_the_architecture_figure_draws_the_groups(tmp_path):
+    from PIL import Image
+
+    from toonvae.figures import architecture
+
+    architecture(build(TINY), tmp_path / "vae.png")
+    image = np.asarray(Image.open(tmp_path / "vae.png"))
+    assert image.shape[1] > 1000 and image.std() > 10
+
+
+def test_the_prior_sampler_draws_every_level():
+    model = randomised()
+    z = model.sample_latents(5, torch.Generator().manual_seed(0))
+    assert z.shape == (5, 168)
+    base = model.decode(z)
+    assert base.shape == (5, 3, 32, 32)
+    offset = 0
+    for channels, side in latent_layout(TINY):  # each level's noise reaches the image
+        size = channels * side * side
+        moved = z.clone()
+        moved[:, offset:offset + size] += 1.0
+        assert (model.decode(moved) - base).abs().max() > 1e-4, side
+        offset += size
+    assert offset == 168
+
+
+def test_temperature_scales_the_spread_of_prior_samples():
+    model = randomised()
+    spread = []
+    for t in (0.0, 0.5, 1.0):
+        samples = model.sample(64, torch.Generator().manual_seed(1), temperature=t)
+        spread.append(float(samples.std(0).mean()))
+    assert spread[0] < 1e-6  # t = 0: every sample is the prior's mean path
+    assert spread[0] < spread[1] < spread[2]
+
+
+def test_hierarchical_kl_matches_a_monte_carlo_estimate():
+    """The KL the loss uses (each group's Gaussian KL in eps, given the groups drawn above)
+    against log q(z|x) - log p(z) of the same draws, computed here in z-space by walking
+    the top-down path with torch.distributions; that walk must reach the model's image."""
+    model = randomised()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    n = 4000
+    noise = torch.randn(n, 168, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        image, eps, mu, logvar = model.posterior(x.expand(n, -1, -1, -1), noise)
+        analytic = (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).sum(1)
+        features = model._features(x.expand(n, -1, -1, -1))
+        h = model.start.expand(n, -1, -1, -1)
+        log_ratio = torch.zeros(n)
+        offset = 0
+        groups = [(level, g) for level, stage in enumerate(model.stages[:LEVELS]) for g in stage]
+        for i, (level, group) in enumerate(groups):
+            if level and groups[i - 1][0] != level:
+                h = model.ups[level - 1](h)
+            mu_p, log_p = (5 * torch.tanh(t / 5) for t in group.prior(h).chunk(2, 1))
+            mu_q, log_q = (5 * torch.tanh(t / 5) for t in
+                           group.posterior(torch.cat((h, features[level]), 1)).chunk(2, 1))
+            p = torch.distributions.Normal(mu_p, log_p.exp())
+            q = torch.distributions.Normal(mu_q, log_q.exp())
+            e = eps[:, offset:offset + group.size].reshape(mu_p.shape)
+            z = mu_p + p.scale * e
+            log_ratio += (q.log_prob(z) - p.log_prob(z)).flatten(1).sum(1)
+            h = group.cell(h + group.project(z))
+            offset += group.size
+        for level in range(LEVELS, len(model.stages)):  # the path on to the image
+            h = model.stages[level][0](model.ups[level - 1](h))
+        assert torch.allclose(torch.sigmoid(model.head(h)), image, atol=1e-5)
+    mc, err = float(log_ratio.mean()), float(log_ratio.std() / math.sqrt(n))
+    assert float(analytic.mean()) > 1.0  # a KL worth measuring
+    assert abs(float(analytic.mean()) - mc) < 4 * err + 1e-3, (float(analytic.mean()), mc, err)
+    # The per-draw analytic KL depends on the path: groups below the top see the draw above.
+    assert float(analytic.std()) > 1e-3
+
+
+def test_iwae_is_below_the_elbo(faces):
+    from toonvae.data import PreparedData
+
+    model = randomised()
+    test = PreparedData(faces).split("train")[:24]
+    elbo = metrics.reconstruction_metrics(model, test, 64, seed=0)["elbo_bpd"]
+    bounds = [metrics.iwae_bpd(model, test, k, 256, seed=0) for k in (1, 16)]
+    assert abs(bounds[0] - elbo) < 0.01 * elbo  # k = 1 is the ELBO
+    assert bounds[1] < bounds[0] and bounds[1] < elbo
+
+
+CFG = TrainConfig(epochs=2, batch_size=16, lr=None, device="cpu", threads=1, seed=0,
+                  warmup_steps=2, checkpoint_every=2, gmm_components=2)
+
+
+def test_training_is_seeded_and_a_killed_run_resumes_to_the_same_weights(faces, tmp_path,
+                                                                          monkeypatch):
+    train(faces, tmp_path / "a" / "model.pt", tmp_path / "a" / "curves", TINY, CFG)
+    train(faces, tmp_path / "b" / "model.pt", tmp_path / "b" / "curves", TINY, CFG)
+    a, _ = load_model(tmp_path / "a")
+    b, _ = load_model(tmp_path / "b")
+    for (key, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(wa, wb), key
+    assert a.stages[0][0].posterior[-1].weight.abs().sum() > 0  # trained away from N(0, I)
+
+    saves, original = [], Checkpointer.save
+
+    def killed_after_three(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        saves.append(1)
+        if len(saves) == 3:  # mid-way through the first epoch's checkpoints
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpointer, "save", killed_after_three)
+    ckpt = tmp_path / "c" / "last.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(faces, tmp_path / "c" / "model.pt", tmp_path / "c" / "curves", TINY, CFG, ckpt)
+    assert ckpt.is_file()
+    monkeypatch.setattr(Checkpointer, "save", original)
+    train(faces, tmp_path / "c" / "model.pt", tmp_path / "c" / "curves", TINY, CFG, ckpt)
+    c, _ = load_model(tmp_path / "c")
+    for (key, wa), wc in zip(a.state_dict().items(), c.state_dict().values()):
+        assert torch.equal(wa, wc), key
+    assert np.array_equal(a.gmm["means"].numpy(), c.gmm["means"].numpy())
+    assert c.sample(4, torch.Generator().manual_seed(0)).shape == (4, 3, 32, 32)
+
+
+@pytest.mark.slow  # a benchmark script end to end
+def test_the_architecture_benchmark_trains_each_arch_for_the_same_time(tiny_pipeline, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from conftest import ROOT
+
+    out = tmp_path / "archs.json"
+    proc = subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--repo",
+                           str(tiny_pipeline[0]), "--datasets", "cartoon", "--epochs", "2",
+                           "--hvae-latent-dim", "84", "--json", str(out), "--figures",
+                           str(tmp_path / "figures")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resnet, hvae = json.loads(out.read_text())
+    assert (resnet["arch"], resnet["epochs"], hvae["arch"], hvae["latent_dim"]) == (
+        "resnet", 2, "hvae", 84)
+    # The hvae's epochs follow its measured step time: the same wall-clock as the baseline's.
+    assert hvae["epochs"] == max(1, math.floor(2 / hvae["step_ratio"] + 0.5))
+    for row in (resnet, hvae):
+        assert row["iwae_bpd"] < row["elbo_bpd"] and row["train_s"] > 0 and row["parameters"] > 0
+    assert "| cartoon | hvae |" in proc.stdout and "| cartoon | resnet | 2 |" in proc.stdout
+    figure = np.asarray(Image.open(tmp_path / "figures" / "cartoon.png"))
+    assert figure.shape[0] > 7 * 32 and figure.std() > 5  # test faces + 3 rows per arch
