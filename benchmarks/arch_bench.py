@@ -12,7 +12,8 @@ Each trained model is scored by ``toonvae.evaluation.evaluate`` with params.yaml
 Needs the prepared data: ``dvc repro preprocess@anime preprocess@cartoon``.
 
 With ``--figures DIR`` it also writes DIR/<dataset>.png: test faces, then each arch's
-reconstructions, prior samples and mixture samples, row by row.
+reconstructions, prior samples and mixture samples, row by row; ``--figures-of JSON``
+redraws them for the rows of an earlier run without scoring again.
 """
 
 from __future__ import annotations
@@ -81,13 +82,13 @@ def comparison_figure(models: dict, test, path: Path, n: int = 8) -> None:
 
     x = to_float(test[:n])
     rows = [("test faces", x)]
-    for arch, model in models.items():
+    for arch, model in models.items():  # labels short enough for the figure's margin
         gen = torch.Generator().manual_seed(0)
-        rows.append((f"{arch}: reconstructions", model.reconstruct(x).float()))
+        rows.append((f"{arch} recon.", model.reconstruct(x).float()))
         for sampler in ("prior", "gmm"):
             if sampler == "gmm" and model.gmm is None:
                 continue
-            rows.append((f"{arch}: {sampler} samples", model.sample(n, gen, sampler=sampler)))
+            rows.append((f"{arch} {sampler}", model.sample(n, gen, sampler=sampler)))
     labelled_rows([r for _, r in rows], [label for label, _ in rows], path)
 
 
@@ -102,7 +103,16 @@ def main() -> None:
     ap.add_argument("--figures", type=Path, help="write DIR/<dataset>.png")
     ap.add_argument("--repo", type=Path, default=ROOT,
                     help="the pipeline whose params.yaml and prepared data to use")
+    ap.add_argument("--table", type=Path, help="only print the table of a --json file")
+    ap.add_argument("--figures-of", type=Path, metavar="JSON",
+                    help="only redraw --figures for the rows of a --json file: each model is "
+                         "trained again with its row's epochs (the same seed, so the same "
+                         "weights), and not scored")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return
+    planned = json.loads(args.figures_of.read_text()) if args.figures_of else None
     p = params_mod.load(args.repo / "params.yaml")
     archs = args.archs.split(",")
     base_cfg = TrainConfig.from_params(p)
@@ -114,19 +124,28 @@ def main() -> None:
         configs = {a: model_cfg(p, a, args.hvae_latent_dim if a == "hvae" else None) for a in archs}
         set_determinism(0, thread_count(p.runtime.numerics, p.train.threads), True,
                         p.runtime.numerics)
-        batch = to_float(data.split("train")[:32])
-        steps = {a: step_seconds(configs[a], batch, 0.002) for a in archs}
+        if planned is None:
+            batch = to_float(data.split("train")[:32])
+            steps = {a: step_seconds(configs[a], batch, 0.002) for a in archs}
         models = {}
         with tempfile.TemporaryDirectory() as tmp:
             for arch in archs:
-                ratio = steps[archs[0]] / steps[arch]
-                epochs = max(1, math.floor(base_cfg.epochs * ratio + 0.5))
+                if planned is None:
+                    ratio = steps[archs[0]] / steps[arch]
+                    epochs = max(1, math.floor(base_cfg.epochs * ratio + 0.5))
+                else:
+                    row, = (r for r in planned if (r["dataset"], r["arch"]) == (dataset, arch))
+                    configs[arch] = replace(configs[arch], latent_dim=row["latent_dim"])
+                    epochs = row["epochs"]
                 cfg = replace(base_cfg, epochs=epochs)
                 out = Path(tmp) / arch
                 t0 = time.perf_counter()
                 result = train(data.root, out / "model.pt", out / "curves", configs[arch], cfg)
                 train_s = time.perf_counter() - t0
                 model, _ = load_model(out / "model.pt")
+                models[arch] = model
+                if planned is not None:
+                    continue
                 set_determinism(p.seed, thread_count(p.runtime.numerics, p.train.threads),
                                 True, p.runtime.numerics)
                 t0 = time.perf_counter()
@@ -135,15 +154,16 @@ def main() -> None:
                        "epochs": epochs, "train_s": round(train_s, 1),
                        "evaluate_s": round(time.perf_counter() - t0, 1),
                        "parameters": count_parameters(model),
-                       "images_per_s": round(result["images"] / train_s, 1),
+                       "images_per_s": round(result["images"] * epochs / train_s, 1),
                        "step_ratio": round(steps[arch] / steps[archs[0]], 3),
                        **{k: scores[k] for k in KEYS}}
                 rows.append(row)
-                models[arch] = model
                 print(json.dumps(row), file=sys.stderr, flush=True)
         if args.figures:
             args.figures.mkdir(parents=True, exist_ok=True)
             comparison_figure(models, data.split("test"), args.figures / f"{dataset}.png")
+    if planned is not None:
+        return
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -16,6 +16,7 @@ from toonvae.numerics import platform, thread_count
 from toonvae.progress import log
 from toonvae.report import metrics_document
 from toonvae.runtime import pick_device, set_determinism
+from toonvae.sampler import resolve
 
 
 def main():
@@ -25,7 +26,8 @@ def main():
     device = pick_device(p.train.device)
     model, blob = load_model(f"models/{name}", device)
     data = PreparedData(f"data/prepared/{name}")
-    result, kl_per_dim = evaluate(model, data, p.evaluate, p.sampler.kind, p.seed, device)
+    sampler = resolve(p.sampler.kind, model.cfg.arch)
+    result, kl_per_dim = evaluate(model, data, p.evaluate, sampler, p.seed, device)
     counts = data.manifest["counts"]
     result.update({"n_train": counts["train"], "n_val": counts["val"],
                    "n_skipped": len(data.manifest["skipped"]),

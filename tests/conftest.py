@@ -70,6 +70,20 @@ def tiny_pipeline(tmp_path_factory):
     return root / "repo", (root / "log.txt").read_text()
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """60 synthetic cartoon faces prepared at 32 px (48/6/6 train/val/test): for the tests
+    that train or read a tiny model in process."""
+    from toonvae.prepare import prepare
+    from toonvae.sources.synthetic import generate
+
+    root = tmp_path_factory.mktemp("data")
+    generate("cartoon", root / "raw", 60, seed=0, size=64, workers=1)
+    prepare(root / "raw", root / "prepared", image_size=32, crop="center", box=None,
+            val_fraction=0.1, test_fraction=0.1, min_side=16, seed=0, workers=1)
+    return root / "prepared"
+
+
 def copy_repo(repo: Path, dst: Path) -> Path:
     """A copy of a pipeline repo, its git history, DVC cache, data and models included."""
     shutil.copytree(repo, dst, symlinks=True)

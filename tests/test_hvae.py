@@ -12,8 +12,6 @@ from toonvae.archs.hvae import LEVELS, HVAE, latent_layout
 from toonvae.checkpoint import Checkpointer
 from toonvae.errors import ToonvaeError
 from toonvae.model import ModelConfig, build, describe, load_model
-from toonvae.prepare import prepare
-from toonvae.sources.synthetic import generate
 from toonvae.train import TrainConfig, train
 
 # 32 px, four widths: latent groups of 2x2, 4x4 and 8x8, so 84 positions; 2 channels each.
@@ -35,15 +33,6 @@ def randomised(cfg=TINY, seed=0) -> HVAE:
                 group.prior.bias.uniform_(-1, 1)
                 group.posterior[-1].bias.uniform_(-1, 1)
     return model.eval()
-
-
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    generate("cartoon", root / "raw", 60, seed=0, size=64, workers=1)
-    prepare(root / "raw", root / "prepared", image_size=32, crop="center", box=None,
-            val_fraction=0.1, test_fraction=0.1, min_side=16, seed=0, workers=1)
-    return root / "prepared"
 
 
 def test_latent_dim_is_the_total_and_others_are_refused_in_one_line():
@@ -146,11 +135,11 @@ def test_hierarchical_kl_matches_a_monte_carlo_estimate():
     assert float(analytic.std()) > 1e-3
 
 
-def test_iwae_is_below_the_elbo(faces):
+def test_iwae_is_below_the_elbo(prepared):
     from toonvae.data import PreparedData
 
     model = randomised()
-    test = PreparedData(faces).split("train")[:24]
+    test = PreparedData(prepared).split("train")[:24]
     elbo = metrics.reconstruction_metrics(model, test, 64, seed=0)["elbo_bpd"]
     bounds = [metrics.iwae_bpd(model, test, k, 256, seed=0) for k in (1, 16)]
     assert abs(bounds[0] - elbo) < 0.01 * elbo  # k = 1 is the ELBO
@@ -161,10 +150,10 @@ CFG = TrainConfig(epochs=2, batch_size=16, lr=None, device="cpu", threads=1, see
                   warmup_steps=2, checkpoint_every=2, gmm_components=2)
 
 
-def test_training_is_seeded_and_a_killed_run_resumes_to_the_same_weights(faces, tmp_path,
+def test_training_is_seeded_and_a_killed_run_resumes_to_the_same_weights(prepared, tmp_path,
                                                                           monkeypatch):
-    train(faces, tmp_path / "a" / "model.pt", tmp_path / "a" / "curves", TINY, CFG)
-    train(faces, tmp_path / "b" / "model.pt", tmp_path / "b" / "curves", TINY, CFG)
+    train(prepared, tmp_path / "a" / "model.pt", tmp_path / "a" / "curves", TINY, CFG)
+    train(prepared, tmp_path / "b" / "model.pt", tmp_path / "b" / "curves", TINY, CFG)
     a, _ = load_model(tmp_path / "a")
     b, _ = load_model(tmp_path / "b")
     for (key, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
@@ -182,10 +171,10 @@ def test_training_is_seeded_and_a_killed_run_resumes_to_the_same_weights(faces, 
     monkeypatch.setattr(Checkpointer, "save", killed_after_three)
     ckpt = tmp_path / "c" / "last.pt"
     with pytest.raises(KeyboardInterrupt):
-        train(faces, tmp_path / "c" / "model.pt", tmp_path / "c" / "curves", TINY, CFG, ckpt)
+        train(prepared, tmp_path / "c" / "model.pt", tmp_path / "c" / "curves", TINY, CFG, ckpt)
     assert ckpt.is_file()
     monkeypatch.setattr(Checkpointer, "save", original)
-    train(faces, tmp_path / "c" / "model.pt", tmp_path / "c" / "curves", TINY, CFG, ckpt)
+    train(prepared, tmp_path / "c" / "model.pt", tmp_path / "c" / "curves", TINY, CFG, ckpt)
     c, _ = load_model(tmp_path / "c")
     for (key, wa), wc in zip(a.state_dict().items(), c.state_dict().values()):
         assert torch.equal(wa, wc), key
@@ -217,6 +206,16 @@ def test_the_architecture_benchmark_trains_each_arch_for_the_same_time(tiny_pipe
     assert hvae["epochs"] == max(1, math.floor(2 / hvae["step_ratio"] + 0.5))
     for row in (resnet, hvae):
         assert row["iwae_bpd"] < row["elbo_bpd"] and row["train_s"] > 0 and row["parameters"] > 0
+        assert abs(row["images_per_s"] - 48 * row["epochs"] / row["train_s"]) < 0.1
     assert "| cartoon | hvae |" in proc.stdout and "| cartoon | resnet | 2 |" in proc.stdout
+    again = subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--table", str(out)],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert again.strip() in proc.stdout
+    # Redrawn from the table's rows: the same seeds retrain the same models, so the same PNG.
+    subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--repo", str(tiny_pipeline[0]),
+                    "--datasets", "cartoon", "--figures-of", str(out), "--figures",
+                    str(tmp_path / "redrawn")], cwd=ROOT, capture_output=True, check=True)
+    assert ((tmp_path / "redrawn" / "cartoon.png").read_bytes()
+            == (tmp_path / "figures" / "cartoon.png").read_bytes())
     figure = np.asarray(Image.open(tmp_path / "figures" / "cartoon.png"))
     assert figure.shape[0] > 7 * 32 and figure.std() > 5  # test faces + 3 rows per arch

@@ -82,7 +82,7 @@ BAD = [
     ("train", {"batch_size": 32, "nproc": 3}, "train.batch_size: 32 does not split evenly "
      "between train.nproc 3 processes; use a multiple of 3"),
     ("train.weight_decay", 2, "train.weight_decay: 2 is not allowed; expected between 0.0 and 1.0"),
-    ("model.arch", "unet", "model.arch: 'unet' is not allowed; expected one of resnet, seed"),
+    ("model.arch", "unet", "model.arch: 'unet' is not allowed; expected one of resnet, seed, hvae"),
     ("model.channels", [8, 16], "model.channels: expected a list of 4 numbers, got [8, 16]"),
     ("model.channels", [12, 24, 48, 96],
      f"model.channels: [12, 24, 48, 96] is not allowed; expected {WIDTHS}"),
@@ -112,7 +112,7 @@ BAD = [
     ("evaluate.batch_size", "all", "evaluate.batch_size: expected an integer, got 'all'"),
     ("evaluate.iwae_samples", 0,
      "evaluate.iwae_samples: 0 is not allowed; expected between 1 and 100000"),
-    ("sampler.kind", "vamp", "sampler.kind: 'vamp' is not allowed; expected one of prior, gmm"),
+    ("sampler.kind", "vamp", "sampler.kind: 'vamp' is not allowed; expected one of auto, prior, gmm"),
     ("figures", [1, 2], "figures: expected a mapping of keys, got [1, 2]"),
 ]
 

@@ -227,6 +227,7 @@ def test_an_hvae_experiment_runs_end_to_end_and_a_misfit_latent_is_one_line(tiny
     assert "training hvae VAE" in out.stdout + out.stderr
     m = read_metrics(repo / "metrics" / "cartoon.json")
     assert m["iwae_bpd"] < m["elbo_bpd"] and m["mse"] != before["mse"]
+    assert m["sampler"] == "prior" and m["swd"] == m["swd_prior"]  # sampler.kind: auto
     assert m["swd_prior"] > 0 and m["swd_gmm"] > 0 and m["kl"] > 0
     kl = (repo / "metrics" / "kl" / "cartoon.csv").read_text().splitlines()
     assert len(kl) == 1 + 84

@@ -14,23 +14,12 @@ from toonvae import losses
 from toonvae.data import ImageRows, PreparedData, batches
 from toonvae.errors import ToonvaeError
 from toonvae.model import ModelConfig, build
-from toonvae.prepare import prepare
 from toonvae.runtime import autocast, resolve_precision, set_determinism
-from toonvae.sources.synthetic import generate
 from toonvae.train import TrainConfig, run_epoch, stage_on_device
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelConfig("resnet", 32, 4, channels=(8, 8, 16, 16))
 CFG = TrainConfig(epochs=1, batch_size=8, lr=None, beta=1.0, device="cpu", threads=1, seed=0)
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate("cartoon", root / "raw", 60, seed=0, size=64, workers=1)
-    prepare(root / "raw", root / "prepared", image_size=32, crop="center", box=None,
-            val_fraction=0.1, test_fraction=0.1, min_side=16, seed=0, workers=1)
-    return root / "prepared"
 
 
 def test_image_rows_index_like_the_array(prepared):

@@ -95,6 +95,17 @@ class LatentVAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x)[0])
 
+    def encoder_rows(self) -> tuple[list[tuple[str, str, tuple[int, ...]]], torch.Tensor]:
+        """The architecture figure's rows from the input through ``self.encoder``, and the
+        encoder's output for one blank image (``describe_rows`` goes on from there)."""
+        size = self.cfg.image_size
+        h = torch.zeros(1, 3, size, size, device=self.log_scale.device)
+        rows = [("input", "image", tuple(h.shape[1:]))]
+        for block in self.encoder:
+            h = block(h)
+            rows.append(("encoder", block.label, tuple(h.shape[1:])))
+        return rows, h
+
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
                        temperature: float = 1.0, sampler: str = "prior") -> torch.Tensor:
         """``n`` latents (on the CPU) from the prior or from the fitted mixture."""
@@ -154,12 +165,7 @@ class VAE(LatentVAE):
 
     @torch.no_grad()
     def describe_rows(self) -> list[tuple[str, str, tuple[int, ...]]]:
-        size = self.cfg.image_size
-        h = torch.zeros(1, 3, size, size, device=self.log_scale.device)
-        rows = [("input", "image", tuple(h.shape[1:]))]
-        for block in self.encoder:
-            h = block(h)
-            rows.append(("encoder", block.label, tuple(h.shape[1:])))
+        rows, h = self.encoder_rows()
         h = self.to_mu(h)
         rows.append(("latent", "dense -> mu, log sigma^2", tuple(h.shape[1:])))
         for block in self.decoder:

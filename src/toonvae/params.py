@@ -172,8 +172,9 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class SamplerParams:
-    # prior: z ~ N(0, I); gmm: a Gaussian mixture fitted to the training posterior means.
-    kind: str = field(default="gmm", metadata=_one_of("prior", "gmm"))
+    # prior: z ~ N(0, I); gmm: a Gaussian mixture fitted to the training posterior means;
+    # auto: the prior for hvae (its learned hierarchical prior), the mixture for the others.
+    kind: str = field(default="auto", metadata=_one_of("auto", "prior", "gmm"))
     gmm_components: int = field(default=10, metadata=_range(1, 1000))
 
 

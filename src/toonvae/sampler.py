@@ -19,6 +19,15 @@ from toonvae.data import batches, to_float
 SAMPLERS = ("prior", "gmm")
 
 
+def resolve(kind: str, arch: str) -> str:
+    """``sampler.kind`` as a sampler: ``auto`` is the prior for hvae, whose prior is learned
+    level by level and is what its samples should honestly come from, and the mixture for
+    the flat-latent archs, whose N(0, I) prior the aggregate posterior does not fill."""
+    if kind != "auto":
+        return kind
+    return "prior" if arch == "hvae" else "gmm"
+
+
 @torch.inference_mode()
 def posterior_means(model, images: np.ndarray, batch_size: int, device,
                     index: np.ndarray | None = None) -> np.ndarray:

@@ -218,11 +218,6 @@ class HVAE(LatentVAE):
 
     @torch.no_grad()
     def describe_rows(self) -> list[tuple[str, str, tuple[int, ...]]]:
-        size = self.cfg.image_size
-        h = torch.zeros(1, 3, size, size, device=self.log_scale.device)
-        rows = [("input", "image", tuple(h.shape[1:]))]
-        for block in self.encoder:
-            h = block(h)
-            rows.append(("encoder", block.label, tuple(h.shape[1:])))
+        rows, h = self.encoder_rows()
         self._top_down(1, eps=torch.zeros(1, self.cfg.latent_dim, device=h.device), rows=rows)
         return rows
