@@ -96,6 +96,7 @@ def test_temperature_scales_the_spread_of_prior_samples():
     assert spread[0] < spread[1] < spread[2]
 
 
+@pytest.mark.slow  # over 5 s: 4,000 draws through the path twice
 def test_hierarchical_kl_matches_a_monte_carlo_estimate():
     """The KL the loss uses (each group's Gaussian KL in eps, given the groups drawn above)
     against log q(z|x) - log p(z) of the same draws, computed here in z-space by walking
