@@ -8,7 +8,9 @@
 Clones the repository's HEAD into a scratch folder, sets Kaggle-scale params there (the
 anime set's 63,632 faces and the Cartoon Set's 10,000, procedurally drawn as in the
 default pipeline; ``--image-size``, ``--epochs``, ``--batch-size`` and the model as asked),
-runs ``dvc repro`` with this Python environment's ``dvc`` and prints one table:
+runs ``dvc repro render-figures@<dataset>`` for each dataset (every stage of the data's
+chain; not render-architecture, which draws the model and reads no data) with this Python
+environment's ``dvc`` and prints one table:
 
 - each stage's seconds (from DVC starting it to the start of the next);
 - training images per second over the training epochs only (from the train stage's
@@ -135,7 +137,8 @@ def main() -> None:
     print(f"dvc repro in a clone of {head} ({', '.join(args.datasets)}; "
           f"{p['image_size']} px, {args.epochs} epochs) ...", flush=True)
     start = time.monotonic()
-    repro = timed(["dvc", "repro"], clone, env, keep_log=True, tee=args.log)
+    targets = [f"render-figures@{name}" for name in args.datasets]
+    repro = timed(["dvc", "repro", *targets], clone, env, keep_log=True, tee=args.log)
     log = repro.pop("log")
     import torch
 

@@ -2,6 +2,7 @@
 
     python benchmarks/seed_spread.py [--seeds 1,2,3] [--repo .] [--out experiments/spread.json]
     python benchmarks/seed_spread.py --seeds 4,5 --add experiments/spread.json   # more seeds
+    python benchmarks/seed_spread.py --seeds 1 --datasets cartoon --out cartoon-spread.json
 
 Clones the repository's HEAD, prepares its data (seed 0, as committed), then for each
 seed retrains and re-evaluates every dataset on that same data (``dvc repro -s train@X
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3", help="seeds besides the committed run's")
     ap.add_argument("--out", type=Path, help="write the result here (JSON)")
     ap.add_argument("--add", type=Path, help="add to this earlier result (and write it there)")
+    ap.add_argument("--datasets", help="comma-separated (default: every dataset of params.yaml)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     earlier = json.loads(args.add.read_text()) if args.add else None
@@ -54,6 +56,15 @@ def main() -> None:
         clone, head, env = clone_head(args.repo, work, "seed-spread")
         params = yaml.safe_load((clone / "params.yaml").read_text())
         names = list(params["datasets"])
+        if args.datasets:
+            unknown = sorted(set(args.datasets.split(",")) - set(names))
+            if unknown:
+                raise SystemExit(f"--datasets: {', '.join(unknown)} not in params.yaml's "
+                                 f"datasets ({', '.join(names)})")
+            names = [n for n in names if n in args.datasets.split(",")]
+        if earlier and sorted(earlier["values"]) != sorted(names):
+            raise SystemExit(f"{args.add} holds datasets {', '.join(sorted(earlier['values']))}; "
+                             f"add to it with --datasets {','.join(sorted(earlier['values']))}")
         base_seed = params["seed"]
         values = {n: {k: [read_metrics(clone / "metrics" / f"{n}.json")[k]]
                       for k in LOWER_IS_BETTER} for n in names}

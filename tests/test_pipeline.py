@@ -209,21 +209,15 @@ def test_native_numerics_differ_on_another_cpu(tiny_pipeline, tmp_path):
     assert models[0] != models[1]
 
 
-@pytest.mark.slow
-def test_an_hvae_experiment_runs_end_to_end_and_a_misfit_latent_is_one_line(tiny_pipeline,
-                                                                          tmp_path):
+def test_an_hvae_experiment_runs_end_to_end(tiny_pipeline, tmp_path):
+    # A latent_dim that does not fit is refused by build (test_hvae), in one line like any
+    # stage error (test_failures); render-architecture only builds and draws (test_hvae).
     repo = copy_repo(tiny_pipeline[0], tmp_path / "repo")
     before = read_all_metrics(repo)["cartoon"]
-    # The tiny pipeline's latent_dim 4 does not fit: 32 px gives 2x2, 4x4 and 8x8 groups.
-    out = dvc(["exp", "run", "-S", "model.arch=hvae", "render-architecture"], repo, check=False)
-    assert out.returncode != 0
-    assert ("error: latent_dim: 4 does not fit model.arch hvae at 32 px: its latent is "
-            "channels x 84 positions") in out.stderr, out.stderr
-    assert "Traceback" not in out.stderr
     out = dvc(["exp", "run", "-S", "model.arch=hvae", "-S", "latent_dim=84",
-               "render-figures@cartoon", "render-architecture"], repo)
+               "render-figures@cartoon"], repo)
     assert stages_run(out.stdout) == {"train@cartoon", "evaluate@cartoon",
-                                      "render-figures@cartoon", "render-architecture"}
+                                      "render-figures@cartoon"}
     assert "training hvae VAE" in out.stdout + out.stderr
     m = read_metrics(repo / "metrics" / "cartoon.json")
     assert m["iwae_bpd"] < m["elbo_bpd"] and m["mse"] != before["mse"]

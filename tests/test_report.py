@@ -73,12 +73,24 @@ def test_compare_takes_experiment_names_and_refuses_unknown_revisions(repo):
 @pytest.mark.slow  # a benchmark script end to end
 def test_seed_spread_adds_a_seed_to_a_file_of_the_same_results(tiny_pipeline, tmp_path):
     repo = tiny_pipeline[0]
-    names = ("cartoon", "myfaces")
-    committed = {n: report.read_metrics(repo / "metrics" / f"{n}.json") for n in names}
+    names = ("cartoon",)  # --datasets: one dataset's spread (the other's runs the same code)
+    committed = {n: report.read_metrics(repo / "metrics" / f"{n}.json")
+                 for n in ("cartoon", "myfaces")}
     seed0 = {n: {k: [m[k]] for k in report.LOWER_IS_BETTER} for n, m in committed.items()}
+    script = [sys.executable, str(ROOT / "benchmarks" / "seed_spread.py"), "--repo", str(repo)]
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": seed0}))
+    other_sets = run([*script, "--seeds", "1", "--datasets", "cartoon", "--add", str(both)],
+                     tmp_path, check=False)
+    assert other_sets.returncode != 0
+    assert "holds datasets cartoon, myfaces; add to it with --datasets cartoon,myfaces" in (
+        other_sets.stderr)
+    unknown = run([*script, "--datasets", "cartoon,nope"], tmp_path, check=False)
+    assert unknown.returncode != 0 and "--datasets: nope not in params.yaml" in unknown.stderr
+    seed0 = {"cartoon": seed0["cartoon"]}
+    script += ["--datasets", "cartoon"]
     earlier = tmp_path / "spread.json"
     earlier.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": seed0}))
-    script = [sys.executable, str(ROOT / "benchmarks" / "seed_spread.py"), "--repo", str(repo)]
     again = run([*script, "--seeds", "0", "--add", str(earlier)], tmp_path, check=False)
     assert again.returncode != 0 and "has seeds [0] already" in again.stderr
     other = tmp_path / "other.json"
