@@ -91,7 +91,12 @@ def queue(rows, repo: Path) -> None:
 
 
 def wait(names: list[str], repo: Path, poll_s: float = 10.0) -> dict[str, str]:
-    """Block until every named task has finished; their final statuses."""
+    """Block until every named task has finished; their final statuses. ``dvc queue
+    status`` costs a second or two of CPU, so it is asked every ``poll_s`` seconds, or
+    sooner when an experiment lands: DVC stores each finished one as a Git ref under
+    refs/exps, which costs nothing to list. The ref comes a moment before the task is
+    marked done, so the next ask after one lands comes in 2 s."""
+    wait_s = poll_s
     while True:
         statuses = queue_status(repo)
         missing = [n for n in names if n not in statuses]
@@ -100,7 +105,15 @@ def wait(names: list[str], repo: Path, poll_s: float = 10.0) -> dict[str, str]:
                                "were they removed? rerun the table")
         if all(statuses[n] not in ("Queued", "Running") for n in names):
             return {n: statuses[n] for n in names}
-        time.sleep(poll_s)
+        landed, deadline = experiment_refs(repo), time.monotonic() + wait_s
+        while time.monotonic() < deadline and experiment_refs(repo) == landed:
+            time.sleep(0.5)
+        wait_s = poll_s if experiment_refs(repo) == landed else min(2.0, poll_s)
+
+
+def experiment_refs(repo: Path) -> str:
+    return subprocess.run(["git", "for-each-ref", "refs/exps"], cwd=repo, text=True,
+                          capture_output=True).stdout
 
 
 def queue_status(repo: Path) -> dict[str, str]:
