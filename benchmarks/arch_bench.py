@@ -2,18 +2,30 @@
 
     python benchmarks/arch_bench.py --json experiments/archs.json   # both datasets, ~40 min
     python benchmarks/arch_bench.py --datasets anime --archs resnet,hvae --epochs 2
+    python benchmarks/arch_bench.py --archs resnet:tconv,resnet --json experiments/upsample.json
+
+An arch is named as ``model.arch``, optionally with a ``model.upsample`` after a colon
+(``resnet:tconv``); without one it takes params.yaml's.
 
 The first arch is the baseline: it trains with params.yaml's settings (``train.epochs``).
 Every other arch first has its training step timed against the baseline's in this process
 (``PROBE_STEPS`` batches each, after a warm-up), and gets the number of epochs that costs
 about the same wall-clock; the table shows the train seconds each one actually took.
+``--same-epochs`` gives every arch the baseline's epochs instead, for variants that cost
+the same (the table's train seconds and images/s show whether they did).
 Each trained model is scored by ``toonvae.evaluation.evaluate`` with params.yaml's
 ``evaluate`` section, as the evaluate stage does (IWAE and swd of both samplers included).
 Needs the prepared data: ``dvc repro preprocess@anime preprocess@cartoon``.
 
 With ``--figures DIR`` it also writes DIR/<dataset>.png: test faces, then each arch's
-reconstructions, prior samples and mixture samples, row by row; ``--figures-of JSON``
-redraws them for the rows of an earlier run without scoring again.
+reconstructions, prior samples and mixture samples, row by row, and DIR/<dataset>-detail.png:
+the centres of four test faces enlarged 4x, then each arch's reconstructions of them, where a
+decoder's texture shows; ``--figures-of JSON`` redraws them for the rows of an earlier run
+without scoring again.
+
+Each row also has ``flat_detail``: over the test pixels whose 3x3 neighbourhood is flat in
+the original (within 2 grey levels), the reconstruction's mean distance to its own 3x3 mean,
+in grey levels. A clean reconstruction is flat there too; a checkerboard is not.
 """
 
 from __future__ import annotations
@@ -48,12 +60,29 @@ PROBE_STEPS = 12
 HVAE_LATENT = 1344  # 4 channels on each of the 4x4, 8x8 and 16x16 maps at 64 px
 KEYS = ("mse", "psnr", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm", "swd_floor", "kl",
         "active_units")
+DETAIL_IMAGES = 200
 
 
-def model_cfg(p, arch: str, latent_dim: int | None) -> ModelConfig:
+def model_cfg(p, spec: str, latent_dim: int | None) -> ModelConfig:
+    """``arch`` or ``arch:upsample`` (``resnet:tconv``), otherwise as params.yaml says."""
+    arch, _, upsample = spec.partition(":")
     if latent_dim is None:
         latent_dim = HVAE_LATENT if arch == "hvae" else p.latent_dim
-    return ModelConfig(arch, p.image_size, latent_dim, tuple(p.model.channels), p.model.likelihood)
+    return ModelConfig(arch, p.image_size, latent_dim, tuple(p.model.channels),
+                       p.model.likelihood, upsample or p.model.upsample)
+
+
+def flat_detail(x: torch.Tensor, recon: torch.Tensor) -> float:
+    """Mean |recon - its 3x3 mean| in grey levels, over the pixels (all channels) whose 3x3
+    neighbourhood in x spans under 2 grey levels: texture a decoder adds to flat regions."""
+    import torch.nn.functional as F
+
+    def pad(t):
+        return F.pad(t, (1, 1, 1, 1), mode="replicate")
+    spread = F.max_pool2d(pad(x), 3, 1) + F.max_pool2d(-pad(x), 3, 1)
+    flat = (spread < 2 / 255).all(1, keepdim=True).expand_as(x)
+    detail = (recon - F.avg_pool2d(pad(recon), 3, 1)).abs()
+    return round(float(detail[flat].mean()) * 255, 3)
 
 
 def step_seconds(mc: ModelConfig, batch: torch.Tensor, lr: float) -> float:
@@ -76,6 +105,11 @@ def step_seconds(mc: ModelConfig, batch: torch.Tensor, lr: float) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def short(arch: str) -> str:
+    """A figure's row label: ``resnet:resize-rgb`` is ``resize-rgb`` (the margin is narrow)."""
+    return arch.split(":", 1)[-1]
+
+
 def comparison_figure(models: dict, test, path: Path, n: int = 8) -> None:
     """Test faces, then per arch: reconstructions, prior samples, mixture samples."""
     from toonvae.figures import labelled_rows
@@ -84,11 +118,28 @@ def comparison_figure(models: dict, test, path: Path, n: int = 8) -> None:
     rows = [("test faces", x)]
     for arch, model in models.items():  # labels short enough for the figure's margin
         gen = torch.Generator().manual_seed(0)
-        rows.append((f"{arch} recon.", model.reconstruct(x).float()))
+        rows.append((f"{short(arch)} recon.", model.reconstruct(x).float()))
         for sampler in ("prior", "gmm"):
             if sampler == "gmm" and model.gmm is None:
                 continue
-            rows.append((f"{arch} {sampler}", model.sample(n, gen, sampler=sampler)))
+            rows.append((f"{short(arch)} {sampler}", model.sample(n, gen, sampler=sampler)))
+    labelled_rows([r for _, r in rows], [label for label, _ in rows], path)
+
+
+def detail_figure(models: dict, test, path: Path, n: int = 4, zoom: int = 4) -> None:
+    """The centre half of n test faces, enlarged, then each arch's reconstruction of it."""
+    from toonvae.figures import labelled_rows
+
+    x = to_float(test[:n])
+    size = x.shape[-1]
+    lo, hi = size // 4, size - size // 4
+
+    def centre(t):
+        return torch.nn.functional.interpolate(t[..., lo:hi, lo:hi].float(), scale_factor=zoom,
+                                               mode="nearest")
+    rows = [("test faces", centre(x))]
+    rows += [(f"{short(arch)} recon.", centre(model.reconstruct(x)))
+             for arch, model in models.items()]
     labelled_rows([r for _, r in rows], [label for label, _ in rows], path)
 
 
@@ -98,6 +149,8 @@ def main() -> None:
     ap.add_argument("--datasets", default="anime,cartoon")
     ap.add_argument("--archs", default="resnet,hvae", help="the first is the baseline")
     ap.add_argument("--epochs", type=int, help="the baseline's (default: params.yaml's)")
+    ap.add_argument("--same-epochs", action="store_true",
+                    help="every arch trains the baseline's epochs (no step timing)")
     ap.add_argument("--hvae-latent-dim", type=int, default=HVAE_LATENT)
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--figures", type=Path, help="write DIR/<dataset>.png")
@@ -124,9 +177,11 @@ def main() -> None:
         configs = {a: model_cfg(p, a, args.hvae_latent_dim if a == "hvae" else None) for a in archs}
         set_determinism(0, thread_count(p.runtime.numerics, p.train.threads), True,
                         p.runtime.numerics)
-        if planned is None:
+        if planned is None and not args.same_epochs:
             batch = to_float(data.split("train")[:32])
             steps = {a: step_seconds(configs[a], batch, 0.002) for a in archs}
+        elif planned is None:
+            steps = {a: 1.0 for a in archs}
         models = {}
         with tempfile.TemporaryDirectory() as tmp:
             for arch in archs:
@@ -150,18 +205,22 @@ def main() -> None:
                                 True, p.runtime.numerics)
                 t0 = time.perf_counter()
                 scores, _ = evaluate(model, data, p.evaluate, "gmm", p.seed, "cpu")
+                x = to_float(data.split("test")[:DETAIL_IMAGES])
+                scores["flat_detail"] = flat_detail(x, model.reconstruct(x))
                 row = {"dataset": dataset, "arch": arch, "latent_dim": configs[arch].latent_dim,
                        "epochs": epochs, "train_s": round(train_s, 1),
                        "evaluate_s": round(time.perf_counter() - t0, 1),
                        "parameters": count_parameters(model),
                        "images_per_s": round(result["images"] * epochs / train_s, 1),
-                       "step_ratio": round(steps[arch] / steps[archs[0]], 3),
-                       **{k: scores[k] for k in KEYS}}
+                       "step_ratio": None if args.same_epochs
+                       else round(steps[arch] / steps[archs[0]], 3),
+                       **{k: scores[k] for k in (*KEYS, "flat_detail")}}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
         if args.figures:
             args.figures.mkdir(parents=True, exist_ok=True)
             comparison_figure(models, data.split("test"), args.figures / f"{dataset}.png")
+            detail_figure(models, data.split("test"), args.figures / f"{dataset}-detail.png")
     if planned is not None:
         return
     print(table(rows))
@@ -171,18 +230,18 @@ def main() -> None:
 
 def table(rows: list[dict]) -> str:
     lines = ["| dataset | arch | epochs | train s | parameters | images/s | mse | psnr (dB) "
-             "| elbo | iwae (bits/dim) | swd prior | swd gmm | floor |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| elbo | iwae (bits/dim) | swd prior | swd gmm | floor | flat detail |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         floor = r["swd_floor"]
+        detail = f"{r['flat_detail']:.2f}" if "flat_detail" in r else "–"  # rows of before it
         lines.append(
             f"| {r['dataset']} | {r['arch']} | {r['epochs']} | {r['train_s']:.0f} "
             f"| {r['parameters']:,} | {r['images_per_s']:.0f} | {r['mse']:.5f} | {r['psnr']:.2f} "
             f"| {r['elbo_bpd']:.3f} | {r['iwae_bpd']:.3f} "
             f"| {r['swd_prior']:.1f} ({r['swd_prior'] / floor:.1f}x) "
-            f"| {r['swd_gmm']:.1f} ({r['swd_gmm'] / floor:.1f}x) | {floor:.1f} |")
+            f"| {r['swd_gmm']:.1f} ({r['swd_gmm'] / floor:.1f}x) | {floor:.1f} | {detail} |")
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     main()

@@ -91,10 +91,14 @@ def copy_repo(repo: Path, dst: Path) -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Order for pytest-xdist's worksteal (each worker starts on a contiguous share): the
-    first test that needs the shared tiny pipeline goes first, so its worker builds the
-    pipeline at once; the pipeline's other users go last, so the other worker runs the
-    tests that need nothing shared meanwhile instead of waiting on the build's lock."""
+    """The order of the queue pytest-xdist hands out one test at a time (``--dist load
+    --maxschedchunk 1``, pyproject's addopts): the slow tests first and the quick ones
+    last, so that both workers finish at about the same time.
+
+    The first test that needs the shared tiny pipeline goes first, so one worker builds the
+    pipeline at once; the pipeline's other users come after every other slow test, so the
+    other worker never waits on the build's lock."""
     users = [item for item in items if "tiny_pipeline" in getattr(item, "fixturenames", ())]
-    rest = [item for item in items if "tiny_pipeline" not in getattr(item, "fixturenames", ())]
-    items[:] = users[:1] + rest + users[1:]
+    slow = [item for item in items if item.get_closest_marker("slow") and item not in users]
+    quick = [item for item in items if not item.get_closest_marker("slow") and item not in users]
+    items[:] = users[:1] + slow + users[1:] + quick

@@ -221,3 +221,30 @@ def test_the_architecture_benchmark_trains_each_arch_for_the_same_time(tiny_pipe
             == (tmp_path / "figures" / "cartoon.png").read_bytes())
     figure = np.asarray(Image.open(tmp_path / "figures" / "cartoon.png"))
     assert figure.shape[0] > 7 * 32 and figure.std() > 5  # test faces + 3 rows per arch
+    for row in (resnet, hvae):  # texture in the regions the test faces have flat
+        assert 0 < row["flat_detail"] < 255
+    # The centres of 4 test faces at 4x (16 px -> 64 px), then each arch's reconstructions.
+    detail = np.asarray(Image.open(tmp_path / "figures" / "cartoon-detail.png"))
+    assert detail.shape[0] > 3 * 64 and detail.std() > 5
+
+
+@pytest.mark.slow  # a benchmark script end to end
+def test_the_architecture_benchmark_compares_upsamplers_at_the_same_epochs(tiny_pipeline,
+                                                                          tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "upsample.json"
+    subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--repo", str(tiny_pipeline[0]),
+                    "--datasets", "cartoon", "--epochs", "1", "--archs",
+                    "resnet:tconv,resnet:resize", "--same-epochs", "--json", str(out)],
+                   cwd=ROOT, capture_output=True, check=True)
+    tconv, resize = json.loads(out.read_text())
+    assert (tconv["arch"], resize["arch"]) == ("resnet:tconv", "resnet:resize")
+    assert tconv["epochs"] == resize["epochs"] == 1 and resize["step_ratio"] is None
+    # The same weights count but for the upsampling convs: 4x4 transposed against 3x3.
+    assert resize["parameters"] < tconv["parameters"]
+    assert resize["mse"] != tconv["mse"] and resize["flat_detail"] != tconv["flat_detail"]

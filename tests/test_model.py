@@ -76,3 +76,32 @@ def test_the_notebooks_256_px_job_builds_its_network():
     assert model.to_mu.in_features == 32 * 16 * 16  # four stride-2 convs, 256 -> 16 px
     with torch.no_grad():
         assert model.eval()(torch.rand(1, 3, 256, 256))[0].shape == (1, 3, 256, 256)
+
+
+def test_resnet_upsamples_by_resize_then_conv_and_old_files_keep_their_tconv(tmp_path):
+    from toonvae.archs.resnet import upsampler
+
+    # A constant map stays constant through a resize and a 3x3 conv (away from the border);
+    # a stride-2 transposed conv's uneven overlap paints a 2 px checkerboard on it.
+    torch.manual_seed(0)
+    for kind, checkered in (("resize", False), ("tconv", True)):
+        y = torch.nn.Sequential(*upsampler(kind, 4, 3)[1])(torch.ones(1, 4, 8, 8))
+        inner = y[..., 2:-2, 2:-2]
+        assert y.shape[-1] == 16
+        assert bool((inner - inner.mean((-1, -2), keepdim=True)).abs().max() > 1e-4) == checkered
+    for upsample, tconvs in (("resize", 0), ("resize-rgb", 3), ("tconv", 4)):
+        model = build(ModelConfig("resnet", 32, 6, channels=(8, 8, 16, 16), upsample=upsample))
+        assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules()) == tconvs
+        labels = [label for _, label, _ in describe(model)]
+        assert sum("resize x2, conv 3x3" in label for label in labels) == 4 - tconvs
+        # resize-rgb: the last upsampling (before the sigmoid), which writes the image, resizes.
+        assert labels[-2].endswith("tconv 4x4/2, 3" if tconvs == 4 else "conv 3x3, 3")
+    # A model file from before model.upsample existed has no such key: a tconv decoder.
+    old = build(ModelConfig("resnet", 32, 6, channels=(8, 8, 16, 16), upsample="tconv"))
+    save_model(old, tmp_path / "old" / "model.pt")
+    blob = torch.load(tmp_path / "old" / "model.pt", weights_only=True)
+    del blob["config"]["upsample"]
+    torch.save(blob, tmp_path / "old.pt")
+    loaded, _ = load_model(tmp_path / "old.pt")
+    assert loaded.cfg.upsample == "tconv"
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in loaded.modules()) == 4

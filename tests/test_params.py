@@ -90,6 +90,8 @@ BAD = [
      f"model.channels: [16, 32, 0, 128] is not allowed; expected {WIDTHS}"),
     ("model.likelihood", "bernoulli",
      "model.likelihood: 'bernoulli' is not allowed; expected one of auto, gaussian, logistic, mse"),
+    ("model.upsample", "bilinear",
+     "model.upsample: 'bilinear' is not allowed; expected one of resize, tconv, resize-rgb"),
     ("datasets", {}, "datasets: expected a non-empty mapping, got {}"),
     ("datasets.Anime Faces", {"source": "synthetic", "style": "anime", "crop": "center"},
      "datasets.Anime Faces: bad name; use lowercase letters, digits, '-' and '_'"),

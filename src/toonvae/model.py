@@ -31,6 +31,7 @@ class ModelConfig:
     latent_dim: int
     channels: tuple[int, ...] = (16, 32, 64, 128)
     likelihood: str = "auto"
+    upsample: str = "resize-rgb"
 
     @property
     def resolved_likelihood(self) -> str:
@@ -47,19 +48,22 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return {"arch": self.arch, "image_size": self.image_size,
                 "latent_dim": self.latent_dim, "channels": list(self.channels),
-                "likelihood": self.likelihood}
+                "likelihood": self.likelihood, "upsample": self.upsample}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(arch=d["arch"], image_size=int(d["image_size"]),
                    latent_dim=int(d["latent_dim"]), channels=tuple(d["channels"]),
-                   likelihood=d["likelihood"])
+                   likelihood=d["likelihood"],
+                   # Model files written before the setting existed have tconv decoders.
+                   upsample=d.get("upsample", "tconv"))
 
 
 def model_config(p) -> ModelConfig:
     """The ModelConfig that params.yaml (a ``toonvae.params.Params``) describes."""
     return ModelConfig(arch=p.model.arch, image_size=p.image_size, latent_dim=p.latent_dim,
-                       channels=tuple(p.model.channels), likelihood=p.model.likelihood)
+                       channels=tuple(p.model.channels), likelihood=p.model.likelihood,
+                       upsample=p.model.upsample)
 
 
 class LatentVAE(nn.Module):

@@ -108,6 +108,12 @@ class ModelParams:
     # auto: the arch's own (seed: the notebook's 1000*MSE; resnet, hvae: discretized Gaussian).
     likelihood: str = field(default="auto", metadata=_one_of("auto", "gaussian", "logistic",
                                                              "mse"))
+    # resnet's decoder: resize (x2 nearest, then a 3x3 conv), tconv (4x4 stride-2
+    # transposed convs, which leave a checkerboard texture) or resize-rgb (tconv, but a
+    # resize for the last, which writes the image). hvae always resizes; seed is the
+    # notebook's network.
+    upsample: str = field(default="resize-rgb",
+                          metadata=_one_of("resize", "tconv", "resize-rgb"))
 
 
 @dataclass(frozen=True)

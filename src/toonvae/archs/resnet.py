@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from toonvae.archs.blocks import Block, Flatten, Residual, Unflatten
+from toonvae.archs.blocks import Block, Flatten, Residual, Unflatten, upsample
 
 
 def resnet_widths(cfg) -> tuple[int, ...]:
@@ -41,11 +41,22 @@ def resnet_networks(cfg):
     dec = [Block(f"dense {feat}", nn.Linear(cfg.latent_dim, feat)),
            Unflatten("reshape", (ch[-1], s, s))]
     rev = ch[::-1]
+    inner = "tconv" if cfg.upsample == "resize-rgb" else cfg.upsample
     for c_in, c in zip(rev, rev[1:]):
         dec.append(Block(f"res block {c_in}", Residual(c_in)))
-        dec.append(Block(f"tconv 4x4/2, {c}", nn.ConvTranspose2d(c_in, c, 4, stride=2, padding=1)))
+        label, layers = upsampler(inner, c_in, c)
+        dec.append(Block(label, *layers))
     dec.append(Block(f"res block {ch[0]}", Residual(ch[0])))
-    dec.append(Block("GN, SiLU, tconv 4x4/2, 3",
-                     nn.GroupNorm(min(8, ch[0]), ch[0]), nn.SiLU(),
-                     nn.ConvTranspose2d(ch[0], 3, 4, stride=2, padding=1)))
+    label, layers = upsampler("tconv" if cfg.upsample == "tconv" else "resize", ch[0], 3)
+    dec.append(Block(f"GN, SiLU, {label}", nn.GroupNorm(min(8, ch[0]), ch[0]), nn.SiLU(), *layers))
     return nn.Sequential(*enc), nn.Sequential(*dec), feat
+
+
+def upsampler(kind: str, c_in: int, c_out: int) -> tuple[str, list[nn.Module]]:
+    """(label, layers) of a x2 upsampling: ``resize`` (nearest, then a 3x3 conv: no
+    checkerboard) or ``tconv`` (a 4x4 stride-2 transposed conv, the decoder of models
+    trained before ``model.upsample`` existed). ``model.upsample: resize-rgb`` resizes
+    only in the last one, which writes the RGB image."""
+    if kind == "tconv":
+        return f"tconv 4x4/2, {c_out}", [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
+    return f"resize x2, conv 3x3, {c_out}", upsample(c_in, c_out)
