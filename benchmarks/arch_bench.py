@@ -2,7 +2,8 @@
 
     python benchmarks/arch_bench.py --json experiments/archs.json   # both datasets, ~40 min
     python benchmarks/arch_bench.py --datasets anime --archs resnet,hvae --epochs 2
-    python benchmarks/arch_bench.py --archs resnet:tconv,resnet --json experiments/upsample.json
+    python benchmarks/arch_bench.py --archs resnet:tconv,resnet:resize,resnet:resize-rgb \
+        --same-epochs --json experiments/upsample.json --figures figures/upsample   # ~30 min
 
 An arch is named as ``model.arch``, optionally with a ``model.upsample`` after a colon
 (``resnet:tconv``); without one it takes params.yaml's.
