@@ -54,6 +54,7 @@ from toonvae.data import PreparedData, to_float  # noqa: E402
 from toonvae.evaluation import evaluate  # noqa: E402
 from toonvae.model import ModelConfig, build, count_parameters, load_model  # noqa: E402
 from toonvae.numerics import thread_count  # noqa: E402
+from toonvae.optim import make_optimizer  # noqa: E402
 from toonvae.runtime import set_determinism  # noqa: E402
 from toonvae.train import TrainConfig, train  # noqa: E402
 
@@ -92,7 +93,7 @@ def step_seconds(mc: ModelConfig, batch: torch.Tensor, lr: float) -> float:
 
     torch.manual_seed(0)
     model = build(mc).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    opt = make_optimizer("adamw", list(model.parameters()), lr, 0.01, "cpu")
     times = []
     for i in range(PROBE_STEPS + 3):
         t0 = time.perf_counter()

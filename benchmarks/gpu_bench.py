@@ -37,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from toonvae import losses
 from toonvae.data import ImageRows, PreparedData
 from toonvae.model import ModelConfig, build, load_model
+from toonvae.optim import make_optimizer
 from toonvae.prepare import prepare
 from toonvae.progress import log
 from toonvae.runtime import pick_device, set_determinism, use_channels_last
@@ -93,7 +94,7 @@ def timed_epoch(cfg: ModelConfig, data, batch: int, precision: str, device,
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
-    opt = torch.optim.Adam(params, lr=ARCH_LR[cfg.arch])
+    opt = make_optimizer("adam", params, ARCH_LR[cfg.arch], 0.0, device)
     tc = TrainConfig(epochs=1, batch_size=batch, device=str(device), seed=0)
     out = {}
     if compile_model:
@@ -122,8 +123,8 @@ def profile_steps(cfg: ModelConfig, data, batch: int, precision: str, device,
     model = build(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW([p for n, p in model.named_parameters() if n != "log_scale"],
-                            lr=ARCH_LR[cfg.arch], fused=device.type == "cuda")
+    opt = make_optimizer("adamw", [p for n, p in model.named_parameters() if n != "log_scale"],
+                         ARCH_LR[cfg.arch], 0.01, device)
     tc = TrainConfig(epochs=1, batch_size=batch, device=str(device), seed=0)
     steps = max(1, min(steps, len(data) // batch))
     subset = data[:batch * steps]

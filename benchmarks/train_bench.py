@@ -39,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from toonvae import losses
 from toonvae.data import PreparedData, batches, to_float
 from toonvae.model import ModelConfig, build
+from toonvae.optim import Adam
 from toonvae.prepare import prepare
 from toonvae.progress import log
 from toonvae.sources.synthetic import generate
@@ -56,7 +57,8 @@ def make_model(arch: str, channels_last: bool = False, fused: bool = False):
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
-    opt = torch.optim.Adam(params, lr=ARCH_LR[arch], fused=True if fused else None)
+    # What training uses (toonvae.optim.Adam), or torch's fused CPU kernel to compare.
+    opt = torch.optim.Adam(params, lr=ARCH_LR[arch], fused=True) if fused else Adam(params, lr=ARCH_LR[arch])
     return model, opt, cfg.resolved_likelihood
 
 

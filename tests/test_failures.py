@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from conftest import run
 from toonvae.checkpoint import Checkpointer
 from toonvae.errors import ToonvaeError
 from toonvae.files import atomic_path
 from toonvae.model import ModelConfig, build, load_model
+from toonvae.optim import Adam
 from toonvae.prepare import prepare
 from toonvae.sources.synthetic import generate
 from toonvae.train import TrainConfig, run_epoch, train
@@ -64,20 +64,21 @@ def prepared(tmp_path_factory):
 
 
 @pytest.fixture
-def poison_after_step():
+def poison_after_step(monkeypatch):
     """Turn every weight to NaN after optimiser step N, as a diverging run would."""
     state = {"steps": 0, "at": None}
+    step = Adam.step
 
-    def hook(optimizer, args, kwargs):
+    def poisoned(optimizer):
+        step(optimizer)
         state["steps"] += 1
         if state["steps"] == state["at"]:
             with torch.no_grad():
                 for group in optimizer.param_groups:
                     for p in group["params"]:
                         p.fill_(float("nan"))
-    handle = register_optimizer_step_post_hook(hook)
-    yield state
-    handle.remove()
+    monkeypatch.setattr(Adam, "step", poisoned)
+    return state
 
 
 def test_a_nan_loss_stops_training_naming_epoch_batch_and_remedy(prepared, tmp_path,

@@ -1,6 +1,7 @@
 """Four library calls the stages make are done here instead, because importing the library
 cost seconds in every stage process (torchvision and torchmetrics load torch._dynamo, and so
-does torch.use_deterministic_algorithms; scikit-learn's clustering takes about 2 s). Each copy must give the library's bits. The tests
+do torch.use_deterministic_algorithms and torch.optim's optimizers, whose copies are
+test_optim's; scikit-learn's clustering takes about 2 s). Each copy must give the library's bits. The tests
 that import those libraries are marked slow: the imports are the seconds they save."""
 
 import subprocess
@@ -87,6 +88,20 @@ def test_the_stage_libraries_load_no_dynamo_torchvision_torchmetrics_or_sklearn(
             "from toonvae.sampler import fit_gmm\n"
             "set_determinism(0)\n"
             "fit_gmm(np.random.default_rng(0).normal(size=(50, 3)), 3, 0)\n"
+            # What train and evaluate step: the optimizer, clipping, the weight average,
+            # the attribute probe and classifier.
+            "import torch\n"
+            "from toonvae import attributes, optim, train\n"
+            "m = torch.nn.Linear(3, 2)\n"
+            "opt = optim.make_optimizer('adamw', list(m.parameters()), 1e-3, 0.01, 'cpu')\n"
+            "ema = train.make_ema(m, 0.9)\n"
+            "m(torch.ones(1, 3)).sum().backward()\n"
+            "torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)\n"
+            "opt.step()\n"
+            "ema.update_parameters(m)\n"
+            "attributes.fit_logistic(torch.randn(20, 3), torch.arange(20) % 2)\n"
+            "attributes.train_classifier(np.zeros((8, 3, 32, 32), np.uint8), np.zeros((8, 1), int),"
+            " 0, 'cpu', epochs=1, batch_size=4)\n"
             "print(sorted(m for m in ('torch._dynamo', 'torchvision', 'torchmetrics', 'sklearn') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toonvae.data import batches, to_float
+from toonvae.optim import Adam, minimize_lbfgs
 
 
 def chance_accuracy(train_y: np.ndarray, test_y: np.ndarray) -> float:
@@ -58,27 +59,24 @@ def fit_logistic(z: torch.Tensor, y: torch.Tensor, c: float = 1.0,
     """Multinomial logistic regression with an L2 penalty on the weights, the objective of
     scikit-learn's ``LogisticRegression(C=c)``: C * sum of cross-entropies + |W|^2 / 2.
 
-    Written with torch's L-BFGS so it runs on the training device (scikit-learn runs on
-    the CPU only). The objective is strictly convex: any solver finds the same optimum.
-    Returns (weights: classes x features, bias: classes) for the labels 0..max(y).
+    Written with L-BFGS in torch (``optim.minimize_lbfgs``) so it runs on the training
+    device (scikit-learn runs on the CPU only). The objective is strictly convex: any solver
+    finds the same optimum. Returns (weights: classes x features, bias: classes) for the
+    labels 0..max(y).
     """
-    classes = int(y.max()) + 1
-    weight = torch.zeros(classes, z.shape[1], device=z.device, requires_grad=True)
-    bias = torch.zeros(classes, device=z.device, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-6, tolerance_change=1e-10,
-                            line_search_fn="strong_wolfe")
+    classes, features = int(y.max()) + 1, z.shape[1]
     penalty = 0.5 / (c * len(z))  # the objective divided by C * N: the same minimum
 
-    def closure():
-        opt.zero_grad()
+    def objective(x):
+        x = x.detach().requires_grad_(True)
+        weight, bias = x[:classes * features].view(classes, features), x[classes * features:]
         loss = F.cross_entropy(z @ weight.T + bias, y) + penalty * weight.pow(2).sum()
-        loss.backward()
-        return loss
+        return loss.detach(), torch.autograd.grad(loss, x)[0]
 
     with torch.enable_grad():
-        opt.step(closure)
-    return weight.detach(), bias.detach()
+        x = minimize_lbfgs(objective, torch.zeros(classes * (features + 1), device=z.device),
+                           max_iter=max_iter)
+    return x[:classes * features].view(classes, features), x[classes * features:]
 
 
 class AttributeClassifier(nn.Module):
@@ -107,7 +105,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, seed: int, device,
     torch.manual_seed(seed)
     classes = [int(max(labels[:, j].max(), 0)) + 1 for j in range(labels.shape[1])]
     clf = AttributeClassifier(classes).to(device)
-    opt = torch.optim.Adam(clf.parameters(), lr=2e-3)
+    opt = Adam(clf.parameters(), lr=2e-3)
     index = np.arange(len(images))
     for epoch in range(epochs):
         rng = np.random.default_rng([seed, epoch])

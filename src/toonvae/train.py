@@ -18,6 +18,7 @@ from toonvae.distributed import World
 from toonvae.errors import ToonvaeError
 from toonvae.model import LatentVAE, ModelConfig, build, count_parameters, save_model
 from toonvae.numerics import platform, thread_count
+from toonvae.optim import make_optimizer
 from toonvae.params import TrainParams
 from toonvae.progress import Parts, log, progress
 from toonvae.runtime import (autocast, pick_device, resolve_precision, set_determinism,
@@ -348,12 +349,7 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
     likelihood = model_cfg.resolved_likelihood
     lr = cfg.lr if cfg.lr is not None else ARCH_LR[model_cfg.arch]
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
-    # The fused kernel updates every tensor in one launch (CUDA only); same maths.
-    fused = {"fused": True} if device.type == "cuda" else {}
-    if cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, **fused)
-    else:
-        optimizer = torch.optim.Adam(params, lr=lr, **fused)
+    optimizer = make_optimizer(cfg.optimizer, params, lr, cfg.weight_decay, device)
     steps_per_epoch = len(train_set) // cfg.batch_size or 1
     recipe = Recipe(cfg, lr, steps_per_epoch)
     ema = make_ema(model, cfg.ema) if cfg.ema > 0 else None
