@@ -1,6 +1,6 @@
 """Train-step speed on this machine; every figure is a ratio to a baseline run here too.
 
-    python benchmarks/train_bench.py [--images 1024] [--reps 3] [--compile] [--out FILE]
+    python benchmarks/train_bench.py [--images 1024] [--reps 3] [--steps 10] [--compile] [--out FILE]
 
 Draws synthetic anime faces (the default dataset, JPEGs as in the Kaggle layout) into a
 scratch folder, prepares them as the preprocess stage does, then, on the CPU:
@@ -124,13 +124,14 @@ def data_only(rows, raw: Path | None, seed: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def flops_per_image(arch: str) -> float:
+def flops_per_image(arch: str, batch: int = 2) -> float:
+    """Counted on a small batch: conv and matmul FLOPs grow linearly with it."""
     model, opt, likelihood = make_model(arch)
-    x = torch.rand(BATCH, 3, SIZE, SIZE)
+    x = torch.rand(batch, 3, SIZE, SIZE)
     counter = FlopCounterMode(display=False)
     with counter:
         train_step(model, opt, likelihood, x)
-    return counter.get_total_flops() / BATCH
+    return counter.get_total_flops() / batch
 
 
 def matmul_flops(n: int = 2048, repeat: int = 10) -> float:
@@ -158,6 +159,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1024, help="training images per epoch")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10, help="steps per compute-limit timing")
+    ap.add_argument("--matmul-size", type=int, default=2048,
+                    help="side of the fp32 matmul that stands for the hardware (ratio 3)")
     ap.add_argument("--compile", action="store_true", help="also try torch.compile (slow)")
     ap.add_argument("--out", type=Path, help="also write the results here as JSON")
     args = ap.parse_args()
@@ -193,13 +196,13 @@ def main() -> None:
                                                       / med["imagefolder_dataloader"], 2)}
 
     log("3: FLOP/s against a large matmul")
-    peak = matmul_flops()
+    peak = matmul_flops(args.matmul_size)
     r["matmul_gflops"] = round(peak / 1e9, 1)
     seed_model = make_model("seed")
     seed_x = x
     med = median_rounds({
         "resnet": lambda: compute_limit(*limit, x, args.steps),
-        "seed": lambda: compute_limit(*seed_model, seed_x, max(2, args.steps // 3)),
+        "seed": lambda: compute_limit(*seed_model, seed_x, max(1, args.steps // 3)),
     }, args.reps)
     for arch, speed in med.items():
         f = flops_per_image(arch)
@@ -223,7 +226,7 @@ def main() -> None:
             torch.set_num_threads(threads)
 
     fns = {name: (lambda m=m, name=name: compute_limit(
-        *m, xs.get(name, x), max(2, args.steps * BATCH // len(xs.get(name, x)))))
+        *m, xs.get(name, x), max(1, args.steps * BATCH // len(xs.get(name, x)))))
         for name, m in variants.items()}
     fns["one_thread"] = one_thread
     med = median_rounds(fns, args.reps)

@@ -144,3 +144,17 @@ def test_a_partial_run_replaces_only_its_rows_in_grid_order():
     assert merged == {"grid": [{"name": "default", "v": 2}, {"name": "seed", "v": 2},
                                {"name": "beta-2", "v": 1}]}
     assert experiments.merge(None, new) == new
+
+
+def test_only_finished_experiments_count_as_landed(tmp_path):
+    """The queue's wait wakes early when an experiment lands, not when DVC moves its own
+    working refs (the queue's stash as tasks start, the executors' refs)."""
+    run(["git", "init", "-q"], tmp_path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
+         "-m", "base"], tmp_path)
+    for ref in ("refs/exps/celery/stash", "refs/exps/exec/EXEC_HEAD", "refs/exps/temp/x"):
+        run(["git", "update-ref", ref, "HEAD"], tmp_path)
+    assert experiments.experiment_refs(tmp_path) == []
+    landed = "refs/exps/ab/" + "c" * 38 + "/seed"
+    run(["git", "update-ref", landed, "HEAD"], tmp_path)
+    assert experiments.experiment_refs(tmp_path) == [landed]

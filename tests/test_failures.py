@@ -94,6 +94,26 @@ def test_a_nan_loss_stops_training_naming_epoch_batch_and_remedy(prepared, tmp_p
     assert kept["epoch"] == 1 and all(torch.isfinite(v).all() for v in kept["model"].values())
 
 
+def test_a_checkpoint_of_other_settings_is_never_resumed_silently(prepared, tmp_path, capsys,
+                                                                 poison_after_step):
+    """The stage's message (test_resume has the end-to-end resume under `dvc repro`)."""
+    from dataclasses import replace
+
+    ckpt = tmp_path / "ckpt.pt"
+    poison_after_step["at"] = 13  # leaves the checkpoint of epoch 1 behind
+    with pytest.raises(ToonvaeError):
+        train(prepared, tmp_path / "model.pt", tmp_path / "curves", TINY, CFG, checkpoint_path=ckpt)
+    assert ckpt.is_file()
+    poison_after_step["at"] = None
+    capsys.readouterr()
+    train(prepared, tmp_path / "model.pt", tmp_path / "curves", TINY, replace(CFG, lr=0.001),
+          checkpoint_path=ckpt)
+    err = capsys.readouterr().err
+    assert (f"ignoring checkpoint {ckpt}: it belongs to other settings (train.lr changed); "
+            "training from the start") in err
+    assert "resuming" not in err and not ckpt.exists()
+
+
 def test_a_nan_in_validation_is_reported_too(prepared):
     model = build(TINY)
     with torch.no_grad():

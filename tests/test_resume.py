@@ -1,7 +1,6 @@
 """A train stage SIGKILLed midway resumes under `dvc repro` and ends byte-identical."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +53,6 @@ def test_killed_train_resumes_and_matches_an_uninterrupted_run(repo_copy):
 
     assert kill_when_checkpointed(repo, ckpt) == -signal.SIGKILL
     assert not model.exists(), "the run finished before it was killed"
-    shutil.copy(ckpt, repo / "kept.pt")
 
     out = dvc(["repro", "train@cartoon"], repo)
     resumed = out.stdout + out.stderr
@@ -63,15 +61,8 @@ def test_killed_train_resumes_and_matches_an_uninterrupted_run(repo_copy):
     resumed_model, resumed_curve = model.read_bytes(), curves.read_text()
     assert len(resumed_curve.splitlines()) == 3  # header + 2 epochs: none lost, none repeated
 
-    out = dvc(["repro", "-f", "train@cartoon"], repo)
+    out = dvc(["repro", "-f", "-s", "train@cartoon"], repo)
     assert "resuming" not in out.stdout + out.stderr
     assert model.read_bytes() == resumed_model, "resumed weights differ from an uninterrupted run"
     assert curves.read_text() == resumed_curve
-
-    # The same checkpoint under other params is never resumed silently.
-    shutil.copy(repo / "kept.pt", ckpt)
-    one_tiny_dataset(repo, checkpoint_every=5, lr=0.001)
-    out = run([sys.executable, "stages/train.py", "cartoon"], repo, env=dvc_env())
-    assert ("ignoring checkpoint checkpoints/cartoon/last.pt: it belongs to other settings "
-            "(train.lr changed); training from the start") in out.stderr
-    assert "resuming" not in out.stderr
+    # A checkpoint of other params is never resumed silently: test_failures.

@@ -150,7 +150,7 @@ def test_precision_and_determinism_switches():
 def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
     """benchmarks/gpu_bench.py end to end at toy sizes: smoke train, epochs, report."""
     proc = subprocess.run([sys.executable, "benchmarks/gpu_bench.py", "--out", str(tmp_path),
-                           "--device", "cpu", "--images", "96", "--smoke-images", "160",
+                           "--device", "cpu", "--images", "96", "--smoke-images", "96",
                            "--smoke-epochs", "3", "--batches", "32", "--profile"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -168,7 +168,7 @@ def test_the_train_benchmark_prints_its_ratios(tmp_path):
     """benchmarks/train_bench.py at toy sizes, so the script cannot rot unseen."""
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "benchmarks/train_bench.py", "--images", "64",
-                           "--reps", "1", "--steps", "1", "--out", str(out)],
+                           "--reps", "1", "--steps", "1", "--matmul-size", "512", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for line in ("ratio 1 (anime), our loop / compute limit: ",

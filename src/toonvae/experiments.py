@@ -95,8 +95,9 @@ def wait(names: list[str], repo: Path, poll_s: float = 10.0) -> dict[str, str]:
     status`` costs a second or two of CPU, so it is asked every ``poll_s`` seconds, or
     sooner when an experiment lands: DVC stores each finished one as a Git ref under
     refs/exps, which costs nothing to list. The ref comes a moment before the task is
-    marked done, so the next ask after one lands comes in 2 s."""
-    wait_s = poll_s
+    marked done, so the ask after one lands comes 2 s later (a ref that lands while
+    DVC is asked counts too)."""
+    seen = experiment_refs(repo)
     while True:
         statuses = queue_status(repo)
         missing = [n for n in names if n not in statuses]
@@ -105,15 +106,21 @@ def wait(names: list[str], repo: Path, poll_s: float = 10.0) -> dict[str, str]:
                                "were they removed? rerun the table")
         if all(statuses[n] not in ("Queued", "Running") for n in names):
             return {n: statuses[n] for n in names}
-        landed, deadline = experiment_refs(repo), time.monotonic() + wait_s
-        while time.monotonic() < deadline and experiment_refs(repo) == landed:
+        deadline = time.monotonic() + poll_s
+        while time.monotonic() < deadline and experiment_refs(repo) == seen:
             time.sleep(0.5)
-        wait_s = poll_s if experiment_refs(repo) == landed else min(2.0, poll_s)
+        if experiment_refs(repo) != seen:
+            seen = experiment_refs(repo)
+            time.sleep(min(2.0, poll_s))
 
 
-def experiment_refs(repo: Path) -> str:
-    return subprocess.run(["git", "for-each-ref", "refs/exps"], cwd=repo, text=True,
-                          capture_output=True).stdout
+def experiment_refs(repo: Path) -> list[str]:
+    """The finished experiments' refs (refs/exps/<2 hex>/<38 hex>/<name>), not DVC's
+    working ones under refs/exps (the queue's stash, the executors' refs), which change
+    as tasks start."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=repo,
+                          text=True, capture_output=True).stdout.split()
+    return [r for r in refs if re.fullmatch(r"refs/exps/[0-9a-f]{2}/[0-9a-f]{38}/.+", r)]
 
 
 def queue_status(repo: Path) -> dict[str, str]:
