@@ -26,7 +26,9 @@ are shared and a single timing can be off by 30%.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -166,6 +168,7 @@ def main() -> None:
     args = ap.parse_args()
     threads = torch.get_num_threads()
     work = Path(tempfile.mkdtemp(prefix="toonvae-train-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # scratch: never left behind
     r = {"machine": f"{threads} torch threads, torch {torch.__version__}", "batch": BATCH}
     limit = make_model("resnet")
     for name, raw_size, crop, box in DATASETS:
