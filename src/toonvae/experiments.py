@@ -109,8 +109,9 @@ def wait(names: list[str], repo: Path, poll_s: float = 10.0) -> dict[str, str]:
         deadline = time.monotonic() + poll_s
         while time.monotonic() < deadline and experiment_refs(repo) == seen:
             time.sleep(0.5)
-        if experiment_refs(repo) != seen:
-            seen = experiment_refs(repo)
+        landed = experiment_refs(repo)
+        if landed != seen:
+            seen = landed
             time.sleep(min(2.0, poll_s))
 
 
