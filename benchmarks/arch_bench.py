@@ -18,6 +18,15 @@ Each trained model is scored by ``toonvae.evaluation.evaluate`` with params.yaml
 ``evaluate`` section, as the evaluate stage does (IWAE and swd of both samplers included).
 Needs the prepared data: ``dvc repro preprocess@anime preprocess@cartoon``.
 
+On a CUDA machine it trains and scores there, as the stages do (``train.device``: batch
+``auto``, bf16 autocast, channels_last), and times the steps there. At Kaggle scale:
+
+    python benchmarks/gpu_pipeline.py --datasets anime --until preprocess --work /tmp/k
+    cd /tmp/k/repo && python $OLDPWD/benchmarks/arch_bench.py --repo . --datasets anime
+
+(run from the clone, so that its ``runtime.numerics: native`` applies; see
+``benchmarks/gpu_session.sh --archs``).
+
 With ``--figures DIR`` it also writes DIR/<dataset>.png: test faces, then each arch's
 reconstructions, prior samples and mixture samples, row by row, and DIR/<dataset>-detail.png:
 the centres of four test faces enlarged 4x, then each arch's reconstructions of them, where a
@@ -55,8 +64,9 @@ from toonvae.evaluation import evaluate  # noqa: E402
 from toonvae.model import ModelConfig, build, count_parameters, load_model  # noqa: E402
 from toonvae.numerics import thread_count  # noqa: E402
 from toonvae.optim import make_optimizer  # noqa: E402
-from toonvae.runtime import set_determinism  # noqa: E402
-from toonvae.train import TrainConfig, train  # noqa: E402
+from toonvae.runtime import (autocast, pick_device, resolve_precision,  # noqa: E402
+                             set_determinism, use_channels_last)
+from toonvae.train import TrainConfig, resolve_batch_size, train  # noqa: E402
 
 PROBE_STEPS = 12
 HVAE_LATENT = 1344  # 4 channels on each of the 4x4, 8x8 and 16x16 maps at 64 px
@@ -87,21 +97,30 @@ def flat_detail(x: torch.Tensor, recon: torch.Tensor) -> float:
     return round(float(detail[flat].mean()) * 255, 3)
 
 
-def step_seconds(mc: ModelConfig, batch: torch.Tensor, lr: float) -> float:
-    """Seconds per training step (forward, loss, backward, AdamW), median of PROBE_STEPS."""
+def step_seconds(mc: ModelConfig, batch: torch.Tensor, lr: float, device: torch.device,
+                 precision: str) -> float:
+    """Seconds per training step (forward, loss, backward, AdamW) on ``device`` as train runs
+    it there (autocast, memory layout), median of PROBE_STEPS."""
     from toonvae import losses
 
     torch.manual_seed(0)
-    model = build(mc).train()
-    opt = make_optimizer("adamw", list(model.parameters()), lr, 0.01, "cpu")
+    model = build(mc).to(device).train()
+    if use_channels_last(device):
+        model = model.to(memory_format=torch.channels_last)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    opt = make_optimizer("adamw", list(model.parameters()), lr, 0.01, device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []
     for i in range(PROBE_STEPS + 3):
+        sync()
         t0 = time.perf_counter()
-        mean, mu, logvar = model(batch)
+        with autocast(precision, device):
+            mean, mu, logvar = model(batch)
         loss = losses.training_loss(mc.resolved_likelihood, batch, mean, mu, logvar, 1.0)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         if i >= 3:  # the first steps allocate
             times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
@@ -173,6 +192,8 @@ def main() -> None:
     base_cfg = TrainConfig.from_params(p)
     if args.epochs:
         base_cfg = replace(base_cfg, epochs=args.epochs)
+    device = pick_device(p.train.device)  # as train and evaluate pick it
+    precision = resolve_precision(p.train.precision, device)
     rows = []
     for dataset in args.datasets.split(","):
         data = PreparedData(args.repo / "data" / "prepared" / dataset)
@@ -180,8 +201,9 @@ def main() -> None:
         set_determinism(0, thread_count(p.runtime.numerics, p.train.threads), True,
                         p.runtime.numerics)
         if planned is None and not args.same_epochs:
-            batch = to_float(data.split("train")[:32])
-            steps = {a: step_seconds(configs[a], batch, 0.002) for a in archs}
+            batch = to_float(data.split("train")[:resolve_batch_size(base_cfg.batch_size, device)],
+                             device)
+            steps = {a: step_seconds(configs[a], batch, 0.002, device, precision) for a in archs}
         elif planned is None:
             steps = {a: 1.0 for a in archs}
         models = {}
@@ -199,21 +221,23 @@ def main() -> None:
                 t0 = time.perf_counter()
                 result = train(data.root, out / "model.pt", out / "curves", configs[arch], cfg)
                 train_s = time.perf_counter() - t0
-                model, _ = load_model(out / "model.pt")
+                model, _ = load_model(out / "model.pt")  # the figures draw on the CPU
                 models[arch] = model
                 if planned is not None:
                     continue
                 set_determinism(p.seed, thread_count(p.runtime.numerics, p.train.threads),
                                 True, p.runtime.numerics)
                 t0 = time.perf_counter()
-                scores, _ = evaluate(model, data, p.evaluate, "gmm", p.seed, "cpu")
+                scored = model if device.type == "cpu" else load_model(out / "model.pt", device)[0]
+                scores, _ = evaluate(scored, data, p.evaluate, "gmm", p.seed, device)
                 x = to_float(data.split("test")[:DETAIL_IMAGES])
                 scores["flat_detail"] = flat_detail(x, model.reconstruct(x))
                 row = {"dataset": dataset, "arch": arch, "latent_dim": configs[arch].latent_dim,
-                       "epochs": epochs, "train_s": round(train_s, 1),
+                       "device": device.type, "batch": result["batch_size"], "epochs": epochs, "train_s": round(train_s, 1),
                        "evaluate_s": round(time.perf_counter() - t0, 1),
                        "parameters": count_parameters(model),
                        "images_per_s": round(result["images"] * epochs / train_s, 1),
+                       "epochs_s": round(result["parts"].seconds.get("epochs", 0.0), 1),
                        "step_ratio": None if args.same_epochs
                        else round(steps[arch] / steps[archs[0]], 3),
                        **{k: scores[k] for k in (*KEYS, "flat_detail")}}

@@ -9,8 +9,8 @@ Clones the repository's HEAD into a scratch folder, sets Kaggle-scale params the
 anime set's 63,632 faces and the Cartoon Set's 10,000, procedurally drawn as in the
 default pipeline; ``--image-size``, ``--epochs``, ``--batch-size`` and the model as asked),
 runs ``dvc repro render-figures@<dataset>`` for each dataset (every stage of the data's
-chain; not render-architecture, which draws the model and reads no data) with this Python
-environment's ``dvc`` and prints one table:
+chain; not render-architecture, which draws the model and reads no data; ``--until``
+stops earlier) with this Python environment's ``dvc`` and prints one table:
 
 - each stage's seconds (from DVC starting it to the start of the next);
 - training images per second over the training epochs only (from the train stage's
@@ -127,6 +127,10 @@ def main() -> None:
     ap.add_argument("--log", type=Path, help="append dvc's output here as it comes")
     ap.add_argument("--keep", action="store_true", help="keep the scratch clone")
     ap.add_argument("--work", type=Path, help="clone into this new folder (kept)")
+    ap.add_argument("--until", default="render-figures",
+                    choices=("preprocess", "train", "evaluate", "render-figures"),
+                    help="the last stage to run (preprocess: only prepare the data, e.g. for "
+                         "benchmarks/arch_bench.py --repo WORK/repo)")
     args = ap.parse_args()
     if args.tiny:
         args.epochs = 1
@@ -137,7 +141,7 @@ def main() -> None:
     print(f"dvc repro in a clone of {head} ({', '.join(args.datasets)}; "
           f"{p['image_size']} px, {args.epochs} epochs) ...", flush=True)
     start = time.monotonic()
-    targets = [f"render-figures@{name}" for name in args.datasets]
+    targets = [f"{args.until}@{name}" for name in args.datasets]
     repro = timed(["dvc", "repro", *targets], clone, env, keep_log=True, tee=args.log)
     log = repro.pop("log")
     import torch
@@ -146,7 +150,8 @@ def main() -> None:
          "epochs": args.epochs, "arch": args.arch, "repro": repro,
          "wall_s": round(time.monotonic() - start, 1), "train": train_summaries(log),
          "metrics": {name: read_metrics(clone / "metrics" / f"{name}.json")
-                     for name in args.datasets}}
+                     for name in args.datasets
+                     if args.until in ("evaluate", "render-figures")}}
     r["after_prepare_s"] = sum(s for name, s in repro["stages"].items()
                                if name.split("@")[0] in ("train", "evaluate", "render-figures"))
     print(table(r))

@@ -5,6 +5,12 @@
 #
 #   on the device, from the repo root:  bash benchmarks/gpu_session.sh          (~10 min)
 #   here, on a CPU, a dry run in ~5 min: bash benchmarks/gpu_session.sh --tiny
+#   the architectures instead:           bash benchmarks/gpu_session.sh --archs [--tiny]
+#
+# --archs: issue 18's table at Kaggle scale. gpu_pipeline.py prepares the 63,632 anime faces
+# (64 px) in a clone of HEAD, then arch_bench.py trains resnet (ARCH_EPOCHS, default 20) and
+# hvae for the same wall-clock on the GPU and scores both as evaluate does. Files back:
+# session.log, prep.json, archs.json, archs/anime.png, archs/anime-detail.png.
 #
 # 1. gpu_bench.py --profile at HEAD: epoch seconds at batch 256/512/1024, bf16 and fp32,
 #    and torch.profiler over 20 steps at batch 256 (step wall vs kernel time, syncs).
@@ -21,16 +27,27 @@ mkdir -p "$OUT"
 LOG=$OUT/session.log
 export PYTHONUNBUFFERED=1 DVC_NO_ANALYTICS=1
 
-if [[ ${1:-} == --tiny ]]; then
+TINY=0 PLAN=speed
+for arg in "$@"; do
+    case $arg in
+        --tiny) TINY=1 ;;
+        --archs) PLAN=archs ;;
+        *) echo "gpu_session.sh: unknown argument $arg (expected --tiny, --archs)" >&2; exit 2 ;;
+    esac
+done
+
+if ((TINY)); then
     BENCH=(--images 512 --batches 32 64 --smoke-images 96 --smoke-epochs 1)
     OLD=(--images 256 --batches 32 --smoke-images 96 --smoke-epochs 1)
     P64=(--tiny)
     P256=(--tiny --image-size 256 --arch seed --latent-dim 8)
+    PREP=(--tiny) ARCH_EPOCHS=${ARCH_EPOCHS:-1} HVAE_LATENT=(--hvae-latent-dim 84)
 else
     BENCH=(--batches 256 512 1024)
     OLD=(--images 16384 --batches 256 --smoke-images 1024 --smoke-epochs 1)
     P64=(--epochs 30)
     P256=(--image-size 256 --arch seed --latent-dim 200 --epochs 5)
+    PREP=() ARCH_EPOCHS=${ARCH_EPOCHS:-20} HVAE_LATENT=()
 fi
 
 step() {  # step NAME LIMIT CMD...: run CMD under min(LIMIT, what is left), log to session.log
@@ -48,6 +65,19 @@ if ! python3 -c "import dvc, dvclive" 2>/dev/null; then
     step install 120 bash -c "python3 -m pip install -q --no-index --no-build-isolation --find-links .whl dvc dvclive kagglehub torch-fidelity && python3 -m pip install -q --no-index --no-deps --no-build-isolation -e ."
 fi
 git config --global user.email bench@localhost; git config --global user.name gpu-session
+
+if [[ $PLAN == archs ]]; then
+    rm -rf /tmp/k
+    step prepare 180 python3 benchmarks/gpu_pipeline.py --datasets anime --until preprocess \
+        --work /tmp/k --out "$OUT/prep.json" --log "$OUT/prep.dvc.log" "${PREP[@]}"
+    # from the clone, so that its params (runtime.numerics: native) are the ones pinned
+    step archs 600 bash -c "cd /tmp/k/repo && python3 '$PWD/benchmarks/arch_bench.py' --repo . \
+        --datasets anime --epochs $ARCH_EPOCHS ${HVAE_LATENT[*]} --json '$OUT/archs.json' \
+        --figures '$OUT/archs'"
+    echo "== done at ${SECONDS}s" | tee -a "$LOG"
+    grep -E '^(== |\| |\{"dataset)|Error|error:' "$LOG" | tail -n 60
+    exit 0
+fi
 
 step bench 150 python3 benchmarks/gpu_bench.py --out /tmp/gb --profile "${BENCH[@]}"
 cp /tmp/gb/gpu_bench.json /tmp/gb/profile.txt "$OUT/" 2>/dev/null
