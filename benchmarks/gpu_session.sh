@@ -7,10 +7,11 @@
 #   here, on a CPU, a dry run in ~5 min: bash benchmarks/gpu_session.sh --tiny
 #   the architectures instead:           bash benchmarks/gpu_session.sh --archs [--tiny]
 #
-# --archs: issue 18's table at Kaggle scale. gpu_pipeline.py prepares the 63,632 anime faces
-# (64 px) in a clone of HEAD, then arch_bench.py trains resnet (ARCH_EPOCHS, default 20) and
-# hvae for the same wall-clock on the GPU and scores both as evaluate does. Files back:
-# session.log, prep.json, archs.json, archs/anime.png, archs/anime-detail.png.
+# --archs: the hvae-vs-resnet table at Kaggle scale (~6 min on an H200). gpu_pipeline.py
+# prepares the 63,632 anime and 10,000 cartoon faces (64 px) in a clone of HEAD, then
+# arch_bench.py trains resnet (ARCH_EPOCHS, default 30) and hvae for the same wall-clock on
+# the GPU and scores both as evaluate does. Files back: session.log, prep.json, archs.json,
+# archs/<dataset>.png and archs/<dataset>-detail.png (README: experiments/archs-gpu.json).
 #
 # 1. gpu_bench.py --profile at HEAD: epoch seconds at batch 256/512/1024, bf16 and fp32,
 #    and torch.profiler over 20 steps at batch 256 (step wall vs kernel time, syncs).
@@ -47,7 +48,7 @@ else
     OLD=(--images 16384 --batches 256 --smoke-images 1024 --smoke-epochs 1)
     P64=(--epochs 30)
     P256=(--image-size 256 --arch seed --latent-dim 200 --epochs 5)
-    PREP=() ARCH_EPOCHS=${ARCH_EPOCHS:-20} HVAE_LATENT=()
+    PREP=() ARCH_EPOCHS=${ARCH_EPOCHS:-30} HVAE_LATENT=()
 fi
 
 step() {  # step NAME LIMIT CMD...: run CMD under min(LIMIT, what is left), log to session.log
@@ -68,11 +69,11 @@ git config --global user.email bench@localhost; git config --global user.name gp
 
 if [[ $PLAN == archs ]]; then
     rm -rf /tmp/k
-    step prepare 180 python3 benchmarks/gpu_pipeline.py --datasets anime --until preprocess \
+    step prepare 240 python3 benchmarks/gpu_pipeline.py --datasets anime cartoon --until preprocess \
         --work /tmp/k --out "$OUT/prep.json" --log "$OUT/prep.dvc.log" "${PREP[@]}"
     # from the clone, so that its params (runtime.numerics: native) are the ones pinned
     step archs 600 bash -c "cd /tmp/k/repo && python3 '$PWD/benchmarks/arch_bench.py' --repo . \
-        --datasets anime --epochs $ARCH_EPOCHS ${HVAE_LATENT[*]} --json '$OUT/archs.json' \
+        --datasets anime,cartoon --epochs $ARCH_EPOCHS ${HVAE_LATENT[*]} --json '$OUT/archs.json' \
         --figures '$OUT/archs'"
     echo "== done at ${SECONDS}s" | tee -a "$LOG"
     grep -E '^(== |\| |\{"dataset)|Error|error:' "$LOG" | tail -n 60
