@@ -111,6 +111,18 @@ def test_repro_runs_every_stage_and_each_says_what_it_did(tiny_pipeline):
     assert "warning" not in log.lower(), log
 
 
+def test_bytecode_python_writes_next_to_the_sources_changes_no_stage(tiny_pipeline, tmp_path):
+    # A stage's deps include source folders (src/toonvae/archs, .../sources), and a user's
+    # Python writes __pycache__ into them on first import (the editable install imports
+    # from src/). Without .dvcignore, every stage would then read as changed.
+    import compileall
+
+    repo = copy_repo(tiny_pipeline[0], tmp_path / "repo")
+    assert compileall.compile_dir(repo / "src", quiet=1)
+    assert any((repo / "src" / "toonvae" / "archs" / "__pycache__").glob("*.pyc"))
+    assert "up to date" in dvc(["status"], repo).stdout
+
+
 def test_metrics_figures_and_plots_of_every_dataset(tiny_pipeline):
     repo, _ = tiny_pipeline
     for name in DATASETS:
