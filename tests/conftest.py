@@ -51,23 +51,79 @@ def run(cmd, cwd, check=True, env=None):
     return proc
 
 
-@pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory):
-    """(repo, log): the tiny pipeline (``test_pipeline.tiny_params``) after ``dvc repro``,
-    its results committed. Built once per test session, by whichever pytest-xdist worker
-    asks first; read it, or change a ``copy_repo`` of it."""
-    from test_pipeline import build_tiny_pipeline
-
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run once per test session, by whichever pytest-xdist worker asks
+    first (the others wait on a lock); returns the folder."""
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # the session's folder, shared by its workers
-    root = base / "tiny-pipeline"
-    with FileLock(str(base / "tiny-pipeline.lock")):
-        if not (root / "log.txt").is_file():
+    root = base / name
+    with FileLock(str(base / f"{name}.lock")):
+        if not (root / ".built").is_file():
             shutil.rmtree(root, ignore_errors=True)
-            log = build_tiny_pipeline(make_repo(root / "repo"))
-            (root / "log.txt").write_text(log)
+            root.mkdir()
+            build(root)
+            (root / ".built").touch()
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """(repo, log): the tiny pipeline (``test_pipeline.tiny_params``) after ``dvc repro``,
+    its results committed. Built once per test session; read it, or change a
+    ``copy_repo`` of it."""
+    from test_pipeline import build_tiny_pipeline
+
+    def build(root):
+        (root / "log.txt").write_text(build_tiny_pipeline(make_repo(root / "repo")))
+
+    root = built_once(tmp_path_factory, "tiny-pipeline", build)
     return root / "repo", (root / "log.txt").read_text()
+
+
+def one_tiny_dataset(repo, **train):
+    """params.yaml for 200 cartoon faces at 32 px and a tiny model; ``train`` overrides
+    the train section (epochs 2, batch 8, 1 thread)."""
+    import yaml
+
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p.update(image_size=32, latent_dim=4)
+    p["datasets"] = {"cartoon": {**p["datasets"]["cartoon"], "count": 200, "raw_size": 64}}
+    p["preprocess"].update(val_fraction=0.1, test_fraction=0.1, min_side=16)
+    p["model"]["channels"] = [8, 8, 16, 16]
+    p["train"].update({"epochs": 2, "batch_size": 8, "threads": 1, **train})
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def dvc_env():
+    """The environment for DVC: this Python's ``dvc`` (and ``python``) first on PATH."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                DVC_NO_ANALYTICS="1")
+
+
+def commit(repo, message):
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", message], repo)
+
+
+@pytest.fixture(scope="session")
+def _one_prepared_dataset(tmp_path_factory):
+    def build(root):
+        repo = make_repo(root / "repo")
+        one_tiny_dataset(repo)
+        commit(repo, "one tiny dataset")
+        run([sys.executable, "-m", "dvc", "repro", "preprocess@cartoon"], repo, env=dvc_env())
+        commit(repo, "prepared")
+
+    return built_once(tmp_path_factory, "one-prepared-dataset", build) / "repo"
+
+
+@pytest.fixture
+def prepared_repo(_one_prepared_dataset, tmp_path):
+    """A copy of a repo whose one tiny dataset (``one_tiny_dataset``) is downloaded and
+    prepared, committed: for the tests that train it. Its preprocessing is shared by the
+    session; change train params with ``one_tiny_dataset(repo, ...)``."""
+    return copy_repo(_one_prepared_dataset, tmp_path / "repo")
 
 
 @pytest.fixture(scope="module")

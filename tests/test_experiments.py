@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT, copy_repo, run
-from test_pipeline import dvc, dvc_env
+from test_pipeline import ONE_CORE, OTHER_CPU, dvc, dvc_env
 from toonvae import experiments
 from toonvae.errors import ToonvaeError
 from toonvae.report import read_metrics
@@ -85,6 +85,13 @@ def running_executors(repo) -> int:
     return running
 
 
+def experiment_lock(repo, name) -> dict:
+    """The dvc.lock that DVC committed for experiment ``name``."""
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).stdout.split()
+    ref, = (r for r in refs if r.endswith(f"/{name}"))
+    return yaml.safe_load(run(["git", "show", f"{ref}:dvc.lock"], repo).stdout)
+
+
 @pytest.mark.slow
 def test_queue_runs_the_rows_and_writes_the_table(tiny_pipeline, tmp_path):
     # The shared tiny pipeline, its cartoon dataset alone: dropping the other one leaves
@@ -99,9 +106,13 @@ def test_queue_runs_the_rows_and_writes_the_table(tiny_pipeline, tmp_path):
     assert "up to date" in dvc(["status"], repo).stdout
     committed = {"cartoon": read_metrics(repo / "metrics" / "cartoon.json")}
 
-    # Two rows at once (`dvc queue start --jobs 2`): watch the queue while they run.
-    runner = subprocess.Popen([sys.executable, "-m", "toonvae.experiments", "run", "--only",
-                               "default,seed", "--jobs", "2"], cwd=repo, env=dvc_env(),
+    # Two rows at once (`dvc queue start --jobs 2`): watch the queue while they run. They
+    # run on "another CPU" (one core instead of two, every kernel library told the CPU
+    # lacks AVX2): the default row reruns the committed params, so under portable numerics
+    # it must give back every committed byte (checked below, from its dvc.lock).
+    runner = subprocess.Popen([*ONE_CORE, sys.executable, "-m", "toonvae.experiments", "run",
+                               "--only", "default,seed", "--jobs", "2"], cwd=repo,
+                              env=dict(dvc_env(), **OTHER_CPU),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Each `dvc queue status` costs a second or two of CPU, so it is asked only once the
     # executors' info files (what it reads) say that two experiments are running.
@@ -125,6 +136,13 @@ def test_queue_runs_the_rows_and_writes_the_table(tiny_pipeline, tmp_path):
         for key in ("mse", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm"):
             assert m[key] == committed[name][key], (name, key)
         assert m["train_s"] > 0 and m["evaluate_s"] > 0
+    # Byte identity on the other CPU: every output of every stage the default row reran
+    # (data, models, metrics, curves, figures) hashes as committed.
+    committed_lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    rerun = experiment_lock(repo, "default")["stages"]
+    assert {"train@cartoon", "evaluate@cartoon", "render-figures@cartoon"} <= set(rerun)
+    for stage, entry in rerun.items():
+        assert entry["outs"] == committed_lock[stage]["outs"], stage
     assert sorted(default["datasets"]) == sorted(seed["datasets"]) == ["cartoon"]
     assert seed["datasets"]["cartoon"]["mse"] != default["datasets"]["cartoon"]["mse"]
     assert seed["parameters"] != default["parameters"] > 0

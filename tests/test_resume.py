@@ -7,22 +7,11 @@ import sys
 import time
 
 import pytest
-import yaml
 
-from conftest import run
+from conftest import commit, one_tiny_dataset
 from test_pipeline import dvc, dvc_env
 
 pytestmark = pytest.mark.slow
-
-
-def one_tiny_dataset(repo, **train):
-    p = yaml.safe_load((repo / "params.yaml").read_text())
-    p.update(image_size=32, latent_dim=4)
-    p["datasets"] = {"cartoon": {**p["datasets"]["cartoon"], "count": 200, "raw_size": 64}}
-    p["preprocess"].update(val_fraction=0.1, test_fraction=0.1, min_side=16)
-    p["model"]["channels"] = [8, 8, 16, 16]
-    p["train"].update({"epochs": 2, "batch_size": 8, "threads": 1, **train})
-    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 
 def kill_when_checkpointed(repo, ckpt):
@@ -41,12 +30,10 @@ def kill_when_checkpointed(repo, ckpt):
     return proc.returncode
 
 
-def test_killed_train_resumes_and_matches_an_uninterrupted_run(repo_copy):
-    repo = repo_copy
+def test_killed_train_resumes_and_matches_an_uninterrupted_run(prepared_repo):
+    repo = prepared_repo
     one_tiny_dataset(repo, checkpoint_every=5)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny"], repo)
-    dvc(["repro", "preprocess@cartoon"], repo)
+    commit(repo, "tiny, checkpoints")
     ckpt = repo / "checkpoints" / "cartoon" / "last.pt"
     model = repo / "models" / "cartoon" / "model.pt"
     curves = repo / "metrics" / "curves" / "cartoon" / "plots" / "metrics" / "train" / "loss.tsv"

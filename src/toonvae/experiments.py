@@ -90,28 +90,34 @@ def queue(rows, repo: Path) -> None:
                                       or "the committed params"))
 
 
-def wait(names: list[str], repo: Path, poll_s: float = 10.0) -> dict[str, str]:
-    """Block until every named task has finished; their final statuses. ``dvc queue
-    status`` costs a second or two of CPU, so it is asked every ``poll_s`` seconds, or
-    sooner when an experiment lands: DVC stores each finished one as a Git ref under
-    refs/exps, which costs nothing to list. The ref comes a moment before the task is
-    marked done, so the ask after one lands comes 2 s later (a ref that lands while
-    DVC is asked counts too)."""
-    seen = experiment_refs(repo)
+def wait(names: list[str], repo: Path, poll_s: float = 30.0) -> dict[str, str]:
+    """Block until every named task has finished; their final statuses.
+
+    ``dvc queue status`` costs a second or two of CPU (taken from the experiments it
+    watches), so it is asked when every named experiment has landed, and otherwise only
+    every ``poll_s`` seconds, to notice one that failed (a failed one lands nothing). DVC
+    stores each finished experiment as a Git ref under refs/exps, which costs nothing to
+    list; the ref comes a moment before its task is marked done, so the ask comes 2 s
+    after the last one lands."""
+    before = set(experiment_refs(repo))
+
+    def landed(pending: list[str]) -> bool:
+        new = set(experiment_refs(repo)) - before
+        return set(pending) <= {ref.rsplit("/", 1)[1] for ref in new}
+
     while True:
         statuses = queue_status(repo)
         missing = [n for n in names if n not in statuses]
         if missing:
             raise ToonvaeError(f"dvc queue status does not list {', '.join(missing)}; "
                                "were they removed? rerun the table")
-        if all(statuses[n] not in ("Queued", "Running") for n in names):
+        pending = [n for n in names if statuses[n] in ("Queued", "Running")]
+        if not pending:
             return {n: statuses[n] for n in names}
         deadline = time.monotonic() + poll_s
-        while time.monotonic() < deadline and experiment_refs(repo) == seen:
+        while time.monotonic() < deadline and not landed(pending):
             time.sleep(0.5)
-        landed = experiment_refs(repo)
-        if landed != seen:
-            seen = landed
+        if landed(pending):
             time.sleep(min(2.0, poll_s))
 
 
