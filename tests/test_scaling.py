@@ -66,12 +66,15 @@ def test_two_gloo_processes_train_and_their_checkpoint_resumes_in_one_process(pr
     one_tiny_dataset(repo, nproc=2, epochs=3, checkpoint_every=5, lr=0.003)
     ckpt = repo / "checkpoints" / "cartoon" / "last.pt"
     kill_when_checkpointed(repo, ckpt)
+    written = ckpt.stat().st_mtime_ns
     # No training process outlives the killed launcher (torchrun starts each in a session
-    # of its own, out of reach of the group kill): every one is gone within seconds.
+    # of its own, out of reach of the group kill): all are gone within seconds, and none
+    # checkpointed again on the way (an orphan would, within a second).
     deadline = time.monotonic() + 10
     while (left := processes_working_in(repo)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not left, "training processes outlived the killed launcher"
+    assert not left and ckpt.stat().st_mtime_ns == written, (
+        "training processes outlived the killed launcher")
     assert ckpt.is_file() and not (repo / "models" / "cartoon" / "model.pt").exists()
     blob = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in blob["model"]), "DDP's wrapper leaked in"
