@@ -233,7 +233,8 @@ def main() -> None:
                 x = to_float(data.split("test")[:DETAIL_IMAGES])
                 scores["flat_detail"] = flat_detail(x, model.reconstruct(x))
                 row = {"dataset": dataset, "arch": arch, "latent_dim": configs[arch].latent_dim,
-                       "device": device.type, "batch": result["batch_size"], "epochs": epochs, "train_s": round(train_s, 1),
+                       "device": device.type, "batch": result["batch_size"], "epochs": epochs,
+                       "train_s": round(train_s, 1),
                        "evaluate_s": round(time.perf_counter() - t0, 1),
                        "parameters": count_parameters(model),
                        "images_per_s": round(result["images"] * epochs / train_s, 1),

@@ -115,9 +115,9 @@ def wait(names: list[str], repo: Path, poll_s: float = 30.0) -> dict[str, str]:
         if not pending:
             return {n: statuses[n] for n in names}
         deadline = time.monotonic() + poll_s
-        while time.monotonic() < deadline and not landed(pending):
+        while not (all_landed := landed(pending)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        if landed(pending):
+        if all_landed:
             time.sleep(min(2.0, poll_s))
 
 
