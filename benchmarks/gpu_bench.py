@@ -6,7 +6,7 @@
    project's own ``train.train`` with ``train.device: auto``: on a GPU that is bf16
    autocast, channels_last and the whole split in device memory. Checks that the loss
    fell and that the model file loads. Reports the path it took.
-2. Throughput: one epoch over ``--images`` images at 64 px (63,632 is the Kaggle anime
+2. Throughput: one epoch over ``--images`` images at 64 px (``--image-size``; 63,632 is the Kaggle anime
    set's size; the faces are the smoke set's, tiled) through ``train.run_epoch``, for
    each batch size and for bf16 and fp32, with the data in device memory; and, as the
    baseline, the same epoch fed from the split on disk (host reads + copies).
@@ -171,6 +171,7 @@ def main() -> None:
     ap.add_argument("--smoke-images", type=int, default=4096)
     ap.add_argument("--smoke-epochs", type=int, default=3)
     ap.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--profile", action="store_true", help="torch.profiler over 20 steps")
     args = ap.parse_args()
@@ -181,10 +182,10 @@ def main() -> None:
 
     log("1: smoke run through train.train")
     generate("cartoon", out / "raw", args.smoke_images, seed=0, size=128)
-    prepare(out / "raw", out / "prepared", image_size=64, crop="box",
+    prepare(out / "raw", out / "prepared", image_size=args.image_size, crop="box",
             box=(0.1, 0.08, 0.9, 0.88), val_fraction=0.05, test_fraction=0.05, min_side=16,
             seed=0)
-    cfg = ModelConfig("resnet", 64, 128)
+    cfg = ModelConfig("resnet", args.image_size, 128)
     start = time.perf_counter()
     result = train(out / "prepared", out / "model.pt", out / "curves", cfg,
                    TrainConfig(epochs=args.smoke_epochs, batch_size="auto",
@@ -209,7 +210,8 @@ def main() -> None:
     per_image = flops_per_image(cfg)
     peak = datasheet_peak(name)
     measured = matmul_flops(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    report.update({"images": args.images, "gflop_per_image": round(per_image / 1e9, 4),
+    report.update({"images": args.images, "image_size": args.image_size,
+                   "gflop_per_image": round(per_image / 1e9, 4),
                    "datasheet_bf16_tflops": peak and peak / 1e12,
                    "measured_matmul_tflops": round(measured / 1e12, 1),
                    "channels_last": channels_last,

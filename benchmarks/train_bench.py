@@ -2,6 +2,8 @@
 
     python benchmarks/train_bench.py [--images 1024] [--reps 3] [--steps 10] [--compile] [--out FILE]
 
+(``--image-size 32`` runs every part at a quarter of the pixels: the tests' smoke run.)
+
 Draws synthetic anime faces (the default dataset, JPEGs as in the Kaggle layout) into a
 scratch folder, prepares them as the preprocess stage does, then, on the CPU:
 
@@ -47,7 +49,7 @@ from toonvae.progress import log
 from toonvae.sources.synthetic import generate
 from toonvae.train import ARCH_LR, TrainConfig, run_epoch
 
-SIZE, LATENT, BATCH = 64, 128, 32
+SIZE, LATENT, BATCH = 64, 128, 32  # SIZE: params.yaml's image_size, or --image-size
 # The two default datasets as params.yaml draws them: (style, raw px, crop, crop box).
 DATASETS = (("anime", 104, "center", None), ("cartoon", 256, "box", (0.1, 0.08, 0.9, 0.88)))
 
@@ -156,6 +158,7 @@ def median_rounds(fns: dict, reps: int) -> dict:
 
 
 def main() -> None:
+    global SIZE
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=1024, help="training images per epoch")
@@ -163,13 +166,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="steps per compute-limit timing")
     ap.add_argument("--matmul-size", type=int, default=2048,
                     help="side of the fp32 matmul that stands for the hardware (ratio 3)")
+    ap.add_argument("--image-size", type=int, default=SIZE, help="px of the prepared faces")
     ap.add_argument("--compile", action="store_true", help="also try torch.compile (slow)")
     ap.add_argument("--out", type=Path, help="also write the results here as JSON")
     args = ap.parse_args()
+    SIZE = args.image_size
     threads = torch.get_num_threads()
     work = Path(tempfile.mkdtemp(prefix="toonvae-train-bench-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)  # scratch: never left behind
-    r = {"machine": f"{threads} torch threads, torch {torch.__version__}", "batch": BATCH}
+    r = {"machine": f"{threads} torch threads, torch {torch.__version__}", "batch": BATCH,
+         "image_size": SIZE}
     limit = make_model("resnet")
     for name, raw_size, crop, box in DATASETS:
         total = int(args.images / 0.9) + 1  # prepare keeps 90% for training

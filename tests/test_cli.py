@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import toonvae
+from conftest import built_once
 from toonvae.cli import main
 from toonvae.prepare import prepare
 from toonvae.sources.synthetic import generate
@@ -18,20 +19,22 @@ from toonvae.train import TrainConfig, train
 from toonvae.model import ModelConfig
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def project(tmp_path_factory):
-    """models/cartoon and data/prepared/cartoon of a tiny run, in the DVC layout."""
-    root = tmp_path_factory.mktemp("project")
-    generate("cartoon", root / "raw", 120, seed=0, size=64, workers=1)
-    prepare(root / "raw", root / "data" / "prepared" / "cartoon", image_size=32, crop="box",
-            box=(0.1, 0.08, 0.9, 0.88), val_fraction=0.1, test_fraction=0.1, min_side=16,
-            seed=0, workers=1)
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=None, beta=1.0, device="cpu", threads=1,
-                      seed=0, gmm_components=3)
-    train(root / "data" / "prepared" / "cartoon", root / "models" / "cartoon" / "model.pt",
-          root / "curves", ModelConfig("resnet", 32, 4, channels=(8, 8, 16, 16)), cfg)
-    faces = sorted((root / "raw" / "cartoonset").glob("*.png"))[:3]
-    return root, faces
+    """models/cartoon and data/prepared/cartoon of a tiny run, in the DVC layout: built once
+    per session (the tests only read it)."""
+    def build(root):
+        generate("cartoon", root / "raw", 120, seed=0, size=64, workers=1)
+        prepare(root / "raw", root / "data" / "prepared" / "cartoon", image_size=32,
+                crop="box", box=(0.1, 0.08, 0.9, 0.88), val_fraction=0.1, test_fraction=0.1,
+                min_side=16, seed=0, workers=1)
+        cfg = TrainConfig(epochs=2, batch_size=16, lr=None, beta=1.0, device="cpu", threads=1,
+                          seed=0, gmm_components=3)
+        train(root / "data" / "prepared" / "cartoon", root / "models" / "cartoon" / "model.pt",
+              root / "curves", ModelConfig("resnet", 32, 4, channels=(8, 8, 16, 16)), cfg)
+
+    root = built_once(tmp_path_factory, "cli-project", build)
+    return root, sorted((root / "raw" / "cartoonset").glob("*.png"))[:3]
 
 
 def cli(*args, capsys):
