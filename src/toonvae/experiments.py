@@ -80,8 +80,10 @@ def start_workers(jobs: int, repo: Path) -> None:
 
 def queue(rows, repo: Path) -> None:
     """Queue every row, replacing an earlier experiment of the same name."""
-    dvc(["exp", "remove", *[r.name for r in rows]], repo, check=False)  # absent names: fine
-    dvc(["queue", "remove", *[r.name for r in rows]], repo, check=False)
+    names = [r.name for r in rows]
+    if {ref.rsplit("/", 1)[1] for ref in experiment_refs(repo)} & set(names):
+        dvc(["exp", "remove", *names], repo, check=False)  # absent names: fine
+    dvc(["queue", "remove", *names], repo, check=False)
     for row in rows:
         args = ["exp", "run", "--queue", "-n", row.name]
         args += [f"-S{k}={v}" for k, v in row.overrides.items()]
