@@ -33,6 +33,11 @@ the centres of four test faces enlarged 4x, then each arch's reconstructions of 
 decoder's texture shows; ``--figures-of JSON`` redraws them for the rows of an earlier run
 without scoring again.
 
+``--temperatures 0.7,1.0,1.3`` also scores each model's prior samples drawn at each
+temperature (every latent's prior spread scaled by t, NVAE's per-level temperature for
+hvae), exactly as the evaluate stage scores ``swd_prior`` at t = 1, and prints a second
+table of them against the floor.
+
 Each row also has ``flat_detail``: over the test pixels whose 3x3 neighbourhood is flat in
 the original (within 2 grey levels), the reconstruction's mean distance to its own 3x3 mean,
 in grey levels. A clean reconstruction is flat there too; a checkerboard is not.
@@ -61,9 +66,11 @@ import torch  # noqa: E402
 from toonvae import params as params_mod  # noqa: E402
 from toonvae.data import PreparedData, to_float  # noqa: E402
 from toonvae.evaluation import evaluate  # noqa: E402
+from toonvae.metrics import decode_in_batches  # noqa: E402
 from toonvae.model import ModelConfig, build, count_parameters, load_model  # noqa: E402
 from toonvae.numerics import thread_count  # noqa: E402
 from toonvae.optim import make_optimizer  # noqa: E402
+from toonvae.swd import SlicedWasserstein  # noqa: E402
 from toonvae.runtime import (autocast, pick_device, resolve_precision,  # noqa: E402
                              set_determinism, use_channels_last)
 from toonvae.train import TrainConfig, resolve_batch_size, train  # noqa: E402
@@ -126,6 +133,20 @@ def step_seconds(mc: ModelConfig, batch: torch.Tensor, lr: float, device: torch.
     return sorted(times)[len(times) // 2]
 
 
+def prior_swd_at(model, data: PreparedData, cfg, seed: int, device,
+                 temperatures: list[float]) -> dict[str, float]:
+    """{t: swd of prior samples at temperature t}, drawn and scored as the evaluate stage
+    draws and scores ``swd_prior`` (the same n, seed and batches), so t = 1 is that value."""
+    test, train_split = data.split("test"), data.split("train")
+    n = min(len(test), len(train_split), cfg.swd_images)
+    to_test = SlicedWasserstein(to_float(test[:n]), seed, device)
+    out = {}
+    for t in temperatures:
+        z = model.sample_latents(n, torch.Generator().manual_seed(seed), temperature=t)
+        out[f"{t:g}"] = to_test(decode_in_batches(model, z, cfg.batch_size, device))
+    return out
+
+
 def short(arch: str) -> str:
     """A figure's row label: ``resnet:resize-rgb`` is ``resize-rgb`` (the margin is narrow)."""
     return arch.split(":", 1)[-1]
@@ -173,6 +194,7 @@ def main() -> None:
     ap.add_argument("--same-epochs", action="store_true",
                     help="every arch trains the baseline's epochs (no step timing)")
     ap.add_argument("--hvae-latent-dim", type=int, default=HVAE_LATENT)
+    ap.add_argument("--temperatures", help="also score prior samples at these, e.g. 0.7,1,1.3")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--figures", type=Path, help="write DIR/<dataset>.png")
     ap.add_argument("--repo", type=Path, default=ROOT,
@@ -232,6 +254,10 @@ def main() -> None:
                 scores, _ = evaluate(scored, data, p.evaluate, "gmm", p.seed, device)
                 x = to_float(data.split("test")[:DETAIL_IMAGES])
                 scores["flat_detail"] = flat_detail(x, model.reconstruct(x))
+                if args.temperatures:
+                    scores["swd_prior_at"] = prior_swd_at(
+                        scored, data, p.evaluate, p.seed, device,
+                        [float(t) for t in args.temperatures.split(",")])
                 row = {"dataset": dataset, "arch": arch, "latent_dim": configs[arch].latent_dim,
                        "device": device.type, "batch": result["batch_size"], "epochs": epochs,
                        "train_s": round(train_s, 1),
@@ -241,7 +267,8 @@ def main() -> None:
                        "epochs_s": round(result["parts"].seconds.get("epochs", 0.0), 1),
                        "step_ratio": None if args.same_epochs
                        else round(steps[arch] / steps[archs[0]], 3),
-                       **{k: scores[k] for k in (*KEYS, "flat_detail")}}
+                       **{k: scores[k] for k in (*KEYS, "flat_detail", "swd_prior_at")
+                          if k in scores}}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
         if args.figures:
@@ -268,6 +295,16 @@ def table(rows: list[dict]) -> str:
             f"| {r['elbo_bpd']:.3f} | {r['iwae_bpd']:.3f} "
             f"| {r['swd_prior']:.1f} ({r['swd_prior'] / floor:.1f}x) "
             f"| {r['swd_gmm']:.1f} ({r['swd_gmm'] / floor:.1f}x) | {floor:.1f} | {detail} |")
+    at = [r for r in rows if "swd_prior_at" in r]
+    if at:
+        temps = list(at[0]["swd_prior_at"])
+        lines += ["", "swd from the prior at temperature t (x the floor):", "",
+                  "| dataset | arch | " + " | ".join(f"t = {t}" for t in temps) + " |",
+                  "|---|---|" + "---:|" * len(temps)]
+        for r in at:
+            floor = r["swd_floor"]
+            lines.append(f"| {r['dataset']} | {r['arch']} | " + " | ".join(
+                f"{v:.1f} ({v / floor:.2f}x)" for v in r["swd_prior_at"].values()) + " |")
     return "\n".join(lines)
 
 if __name__ == "__main__":

@@ -196,8 +196,8 @@ def test_the_architecture_benchmark_trains_each_arch_for_the_same_time(tiny_pipe
     out = tmp_path / "archs.json"
     proc = subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--repo",
                            str(tiny_pipeline[0]), "--datasets", "cartoon", "--epochs", "2",
-                           "--hvae-latent-dim", "84", "--json", str(out), "--figures",
-                           str(tmp_path / "figures")],
+                           "--hvae-latent-dim", "84", "--temperatures", "0.5,1", "--json",
+                           str(out), "--figures", str(tmp_path / "figures")],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     resnet, hvae = json.loads(out.read_text())
@@ -210,6 +210,9 @@ def test_the_architecture_benchmark_trains_each_arch_for_the_same_time(tiny_pipe
         # images x epochs / train s; train_s is rounded to 0.1 s, which is a few % here
         assert row["images_per_s"] == pytest.approx(48 * row["epochs"] / row["train_s"], rel=0.1)
     assert "| cartoon | hvae |" in proc.stdout and "| cartoon | resnet | 2 |" in proc.stdout
+    for row in (resnet, hvae):  # t = 1 is the evaluate stage's swd_prior; t = 0.5 is not
+        assert row["swd_prior_at"]["1"] == row["swd_prior"] != row["swd_prior_at"]["0.5"]
+    assert "| cartoon | hvae | " in proc.stdout.split("swd from the prior at temperature")[1]
     again = subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--table", str(out)],
                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert again.strip() in proc.stdout

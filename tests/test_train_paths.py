@@ -159,6 +159,7 @@ def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
     assert "data in device memory / host reads, batch 32" in proc.stdout
     report = (tmp_path / "gpu_bench.json").read_text()
     assert '"loss_decreased": true' in report and '"model_loads": true' in report
+    assert json.loads(report)["image_size"] == 32
     profile = json.loads(report)["profile"]
     assert profile["steps"] == 3 and profile["ops_per_step"] > 10
     assert "aten::" in (tmp_path / "profile.txt").read_text()
