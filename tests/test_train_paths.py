@@ -160,6 +160,8 @@ def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
     report = (tmp_path / "gpu_bench.json").read_text()
     assert '"loss_decreased": true' in report and '"model_loads": true' in report
     assert json.loads(report)["image_size"] == 32
+    blob = torch.load(tmp_path / "model.pt", weights_only=True)  # the smoke run's model
+    assert blob["config"]["image_size"] == 32
     profile = json.loads(report)["profile"]
     assert profile["steps"] == 3 and profile["ops_per_step"] > 10
     assert "aten::" in (tmp_path / "profile.txt").read_text()
