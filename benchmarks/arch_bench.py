@@ -70,9 +70,9 @@ from toonvae.metrics import decode_in_batches  # noqa: E402
 from toonvae.model import ModelConfig, build, count_parameters, load_model  # noqa: E402
 from toonvae.numerics import thread_count  # noqa: E402
 from toonvae.optim import make_optimizer  # noqa: E402
-from toonvae.swd import SlicedWasserstein  # noqa: E402
 from toonvae.runtime import (autocast, pick_device, resolve_precision,  # noqa: E402
                              set_determinism, use_channels_last)
+from toonvae.swd import SlicedWasserstein  # noqa: E402
 from toonvae.train import TrainConfig, resolve_batch_size, train  # noqa: E402
 
 PROBE_STEPS = 12
