@@ -6,14 +6,19 @@
         --same-epochs --json experiments/upsample.json --figures figures/upsample   # ~30 min
 
 An arch is named as ``model.arch``, optionally with a ``model.upsample`` after a colon
-(``resnet:tconv``); without one it takes params.yaml's.
+(``resnet:tconv``); without one it takes params.yaml's. Settings of the ``model`` or ``train``
+section follow it after ``+`` (``hvae+lr=0.004+latent_dim=672``, ``hvae+epochs=6``): that
+arch's variant. ``--set key=value`` applies one to every arch (``--set batch_size=32``).
 
 The first arch is the baseline: it trains with params.yaml's settings (``train.epochs``).
 Every other arch first has its training step timed against the baseline's in this process
 (``PROBE_STEPS`` batches each, after a warm-up), and gets the number of epochs that costs
 about the same wall-clock; the table shows the train seconds each one actually took.
 ``--same-epochs`` gives every arch the baseline's epochs instead, for variants that cost
-the same (the table's train seconds and images/s show whether they did).
+the same (the table's train seconds and images/s show whether they did). An arch's own
+``+epochs=N`` wins over both. ``--plan`` only prints the epochs each arch would get, from the
+step timing: measured on this CPU, they give a GPU sweep (``--set batch_size=32 --set
+precision=fp32``) the CPU budget's number of steps.
 Each trained model is scored by ``toonvae.evaluation.evaluate`` with params.yaml's
 ``evaluate`` section, as the evaluate stage does (IWAE and swd of both samplers included).
 Needs the prepared data: ``dvc repro preprocess@anime preprocess@cartoon``.
@@ -51,7 +56,7 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,13 +87,43 @@ KEYS = ("mse", "psnr", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm", "swd_floo
 DETAIL_IMAGES = 200
 
 
-def model_cfg(p, spec: str, latent_dim: int | None) -> ModelConfig:
-    """``arch`` or ``arch:upsample`` (``resnet:tconv``), otherwise as params.yaml says."""
-    arch, _, upsample = spec.partition(":")
+def settings(texts: list[str]) -> dict:
+    """``key=value`` texts as {key: value}, the value read as YAML (``0.004``, ``[8, 16]``)."""
+    import yaml
+
+    out = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"arch_bench: {text!r} is not key=value (e.g. lr=0.004)")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def configs_of(p, spec: str, latent_dim: int | None, base: TrainConfig,
+               common: dict) -> tuple[ModelConfig, TrainConfig, int | None]:
+    """(model, training, explicit epochs or None) of ``arch[:upsample][+key=value...]``:
+    params.yaml's, then ``common`` (``--set``), then the spec's own settings."""
+    name, *own = spec.split("+")
+    arch, _, upsample = name.partition(":")
     if latent_dim is None:
         latent_dim = HVAE_LATENT if arch == "hvae" else p.latent_dim
-    return ModelConfig(arch, p.image_size, latent_dim, tuple(p.model.channels),
-                       p.model.likelihood, upsample or p.model.upsample)
+    mc = ModelConfig(arch, p.image_size, latent_dim, tuple(p.model.channels),
+                     p.model.likelihood, upsample or p.model.upsample)
+    tc = base
+    model_keys = {f.name for f in fields(ModelConfig)} - {"arch", "image_size", "upsample"}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    changes = {**common, **settings(own)}
+    epochs = changes.pop("epochs", None)
+    for key, value in changes.items():
+        if key in model_keys:
+            mc = replace(mc, **{key: tuple(value) if key == "channels" else value})
+        elif key in train_keys:
+            tc = replace(tc, **{key: value})
+        else:
+            raise SystemExit(f"arch_bench: {key!r} in {spec!r} is no setting of the model or "
+                             f"train section (e.g. lr, latent_dim, batch_size)")
+    return mc, tc, epochs
 
 
 def flat_detail(x: torch.Tensor, recon: torch.Tensor) -> float:
@@ -194,6 +229,10 @@ def main() -> None:
     ap.add_argument("--same-epochs", action="store_true",
                     help="every arch trains the baseline's epochs (no step timing)")
     ap.add_argument("--hvae-latent-dim", type=int, default=HVAE_LATENT)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a model or train setting for every arch, e.g. batch_size=32")
+    ap.add_argument("--plan", action="store_true",
+                    help="only time the steps and print each arch's epochs")
     ap.add_argument("--temperatures", help="also score prior samples at these, e.g. 0.7,1,1.3")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--figures", type=Path, help="write DIR/<dataset>.png")
@@ -214,32 +253,47 @@ def main() -> None:
     base_cfg = TrainConfig.from_params(p)
     if args.epochs:
         base_cfg = replace(base_cfg, epochs=args.epochs)
+    common = settings(args.set)
     device = pick_device(p.train.device)  # as train and evaluate pick it
-    precision = resolve_precision(p.train.precision, device)
     rows = []
     for dataset in args.datasets.split(","):
         data = PreparedData(args.repo / "data" / "prepared" / dataset)
-        configs = {a: model_cfg(p, a, args.hvae_latent_dim if a == "hvae" else None) for a in archs}
+        configs, trains, explicit = {}, {}, {}
+        for a in archs:
+            latent = args.hvae_latent_dim if a.split("+")[0] == "hvae" else None
+            configs[a], trains[a], explicit[a] = configs_of(p, a, latent, base_cfg, common)
         set_determinism(0, thread_count(p.runtime.numerics, p.train.threads), True,
                         p.runtime.numerics)
-        if planned is None and not args.same_epochs:
-            batch = to_float(data.split("train")[:resolve_batch_size(base_cfg.batch_size, device)],
-                             device)
-            steps = {a: step_seconds(configs[a], batch, 0.002, device, precision) for a in archs}
-        elif planned is None:
-            steps = {a: 1.0 for a in archs}
+        timed = list(dict.fromkeys([archs[0]] + [a for a in archs if explicit[a] is None]))
+        measured = planned is None and not args.same_epochs and len(timed) > 1
+        steps = {a: 1.0 for a in archs}  # seconds per training image: an epoch's cost
+        if measured:
+            for a in timed:
+                size = resolve_batch_size(trains[a].batch_size, device)
+                batch = to_float(data.split("train")[:size], device)
+                steps[a] = step_seconds(configs[a], batch, 0.002, device,
+                                        resolve_precision(trains[a].precision, device)) / size
+
+        def budget(a: str) -> int:  # the epochs that cost the baseline's wall-clock
+            return explicit[a] or max(1, math.floor(
+                trains[archs[0]].epochs * steps[archs[0]] / steps[a] + 0.5))
+        if args.plan:
+            for a in archs:
+                cost = (f"a training image costs {steps[a] / steps[archs[0]]:.3f}x the first's"
+                        if measured and a in timed else "as given")
+                print(f"{dataset} {a}: {budget(a)} epochs ({cost})")
+            continue
         models = {}
         with tempfile.TemporaryDirectory() as tmp:
-            for arch in archs:
-                if planned is None:
-                    ratio = steps[archs[0]] / steps[arch]
-                    epochs = max(1, math.floor(base_cfg.epochs * ratio + 0.5))
-                else:
+            for index, arch in enumerate(archs):
+                if planned is not None:
                     row, = (r for r in planned if (r["dataset"], r["arch"]) == (dataset, arch))
                     configs[arch] = replace(configs[arch], latent_dim=row["latent_dim"])
                     epochs = row["epochs"]
-                cfg = replace(base_cfg, epochs=epochs)
-                out = Path(tmp) / arch
+                else:
+                    epochs = budget(arch)
+                cfg = replace(trains[arch], epochs=epochs)
+                out = Path(tmp) / str(index)
                 t0 = time.perf_counter()
                 result = train(data.root, out / "model.pt", out / "curves", configs[arch], cfg)
                 train_s = time.perf_counter() - t0
@@ -251,7 +305,8 @@ def main() -> None:
                                 True, p.runtime.numerics)
                 t0 = time.perf_counter()
                 scored = model if device.type == "cpu" else load_model(out / "model.pt", device)[0]
-                scores, _ = evaluate(scored, data, p.evaluate, "gmm", p.seed, device)
+                scores, _ = evaluate(scored, data, p.evaluate, "gmm", p.seed, device,
+                                     attributes=False)  # the table has no column for them
                 x = to_float(data.split("test")[:DETAIL_IMAGES])
                 scores["flat_detail"] = flat_detail(x, model.reconstruct(x))
                 if args.temperatures:
@@ -265,7 +320,7 @@ def main() -> None:
                        "parameters": count_parameters(model),
                        "images_per_s": round(result["images"] * epochs / train_s, 1),
                        "epochs_s": round(result["parts"].seconds.get("epochs", 0.0), 1),
-                       "step_ratio": None if args.same_epochs
+                       "step_ratio": None if not measured or arch not in timed
                        else round(steps[arch] / steps[archs[0]], 3),
                        **{k: scores[k] for k in (*KEYS, "flat_detail", "swd_prior_at")
                           if k in scores}}
@@ -275,7 +330,7 @@ def main() -> None:
             args.figures.mkdir(parents=True, exist_ok=True)
             comparison_figure(models, data.split("test"), args.figures / f"{dataset}.png")
             detail_figure(models, data.split("test"), args.figures / f"{dataset}-detail.png")
-    if planned is not None:
+    if planned is not None or args.plan:
         return
     print(table(rows))
     if args.json:

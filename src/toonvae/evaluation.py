@@ -20,8 +20,9 @@ from toonvae.swd import SlicedWasserstein
 
 
 def evaluate(model: LatentVAE, data: PreparedData, cfg, sampler: str, seed: int,
-             device) -> tuple[dict, list[float]]:
-    """(metrics, per-dimension KL). ``cfg`` is params' ``evaluate`` section."""
+             device, attributes: bool = True) -> tuple[dict, list[float]]:
+    """(metrics, per-dimension KL). ``cfg`` is params' ``evaluate`` section. ``attributes``
+    False leaves out the attribute probe (its L-BFGS fit dominates a GPU's evaluation)."""
     test, train = data.split("test"), data.split("train")
     result = metrics.reconstruction_metrics(model, test, cfg.batch_size, seed, device)
     kl_per_dim = result.pop("kl_per_dim")
@@ -31,7 +32,8 @@ def evaluate(model: LatentVAE, data: PreparedData, cfg, sampler: str, seed: int,
     result["iwae_k"] = cfg.iwae_samples
     result["iwae_images"] = len(iwae_set)
     result.update(sample_quality(model, test, train, cfg, sampler, seed, device))
-    result.update(attribute_metrics(model, data, cfg.batch_size, seed, device))
+    if attributes:
+        result.update(attribute_metrics(model, data, cfg.batch_size, seed, device))
     return result, kl_per_dim
 
 
