@@ -6,14 +6,14 @@
 #   on the device, from the repo root:  bash benchmarks/gpu_session.sh          (~10 min)
 #   here, on a CPU, a dry run in ~5 min: bash benchmarks/gpu_session.sh --tiny
 #   the architectures instead:           bash benchmarks/gpu_session.sh --archs [--tiny]
-#   hvae's settings at the CPU budget:   bash benchmarks/gpu_session.sh --sweep [--tiny]
+#   hvae's settings at the CPU budget:   bash benchmarks/gpu_session.sh --sweep|--sweep-batch [--tiny]
 #
 # --sweep: hvae variants (learning rate, latent size, weight average, likelihood, batch,
 # KL warm-up) trained for the steps they would get in the CPU budget (the epochs that
 # `arch_bench.py --plan` gives on the CPU; batch 32, fp32) on the committed 4,000-face
 # datasets, scored as evaluate does: on a GPU each costs seconds where the CPU takes
 # minutes, so the CPU's time goes to confirming the best. Six arch_bench.py processes share
-# the GPU. Files back: session.log, sweep-<dataset>-<part>.json (README: experiments/hvae-sweep.json).
+# the GPU. Files back: session.log, sweep<round>-<dataset>-<part>.json (README: experiments/hvae-sweep.json).
 #
 # --archs: the hvae-vs-resnet table at Kaggle scale (~6 min on an H200). gpu_pipeline.py
 # prepares the 63,632 anime and 10,000 cartoon faces (64 px) in a clone of HEAD, then
@@ -41,8 +41,9 @@ for arg in "$@"; do
     case $arg in
         --tiny) TINY=1 ;;
         --archs) PLAN=archs ;;
-        --sweep) PLAN=sweep ;;
-        *) echo "gpu_session.sh: unknown argument $arg (expected --tiny, --archs, --sweep)" >&2; exit 2 ;;
+        --sweep) PLAN=sweep ROUND=1 ;;
+        --sweep-batch) PLAN=sweep ROUND=2 ;;
+        *) echo "gpu_session.sh: unknown argument $arg (expected --tiny, --archs, --sweep, --sweep-batch)" >&2; exit 2 ;;
     esac
 done
 
@@ -77,8 +78,15 @@ fi
 git config --global user.email bench@localhost; git config --global user.name gpu-session
 
 if [[ $PLAN == sweep ]]; then
-    # Three parts per dataset; hvae+epochs=6 twice, in two processes: the GPU repeats itself.
-    PARTS=("resnet+epochs=8,hvae+epochs=6,hvae+lr=0.004+epochs=6,hvae+lr=0.001+epochs=6,hvae+latent_dim=672+epochs=6,hvae+latent_dim=2688+epochs=6"
+    # Three parts per dataset, three processes. Round 1: hvae+epochs=6 twice, in two
+    # processes (the GPU repeats itself). Round 2 (--sweep-batch), after round 1 found batch
+    # 16 best: smaller batches for both archs, at the epochs of their CPU cost (a range
+    # where the CPU's timing was unsure), and round 1's other settings at batch 16.
+    [[ $ROUND == 2 ]] && PARTS=(
+        "hvae+batch_size=16+epochs=5,hvae+batch_size=16+epochs=6,hvae+batch_size=8+epochs=4,hvae+batch_size=8+lr=0.001+epochs=4,hvae+batch_size=16+lr=0.0015+epochs=5"
+        "resnet+batch_size=16+epochs=7,resnet+batch_size=16+epochs=8,resnet+batch_size=8+epochs=6,resnet+batch_size=16+lr=0.002+epochs=7,resnet+batch_size=8+lr=0.002+epochs=6"
+        "hvae+batch_size=16+latent_dim=2688+epochs=5,hvae+batch_size=16+schedule=constant+epochs=5,hvae+batch_size=16+likelihood=logistic+epochs=5,hvae+batch_size=16+lr=0.003+epochs=5,hvae+batch_size=16+epochs=15")
+    [[ $ROUND == 1 ]] && PARTS=("resnet+epochs=8,hvae+epochs=6,hvae+lr=0.004+epochs=6,hvae+lr=0.001+epochs=6,hvae+latent_dim=672+epochs=6,hvae+latent_dim=2688+epochs=6"
             "hvae+epochs=6,hvae+ema=0.999+epochs=6,hvae+likelihood=logistic+epochs=6,hvae+batch_size=16+epochs=5,hvae+batch_size=64+epochs=6,hvae+kl_warmup_epochs=1+epochs=6"
             "hvae+lr=0.003+epochs=6,hvae+lr=0.004+latent_dim=2688+epochs=6,hvae+schedule=constant+epochs=6,hvae+free_bits=0.01+epochs=6,hvae+epochs=12,hvae+epochs=18")
     if ((TINY)); then
@@ -96,7 +104,7 @@ if [[ $PLAN == sweep ]]; then
         for part in 0 1 2; do
             step "sweep $dataset $part" 600 python3 benchmarks/arch_bench.py --repo $REPO \
                 --datasets $dataset --archs "${PARTS[part]}" --set batch_size=32 \
-                --set precision=fp32 "${SWEEP[@]}" --json "$OUT/sweep-$dataset-$part.json" &
+                --set precision=fp32 "${SWEEP[@]}" --json "$OUT/sweep$ROUND-$dataset-$part.json" &
         done
     done
     wait
