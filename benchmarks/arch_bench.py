@@ -80,7 +80,7 @@ from toonvae.runtime import (autocast, pick_device, resolve_precision,  # noqa: 
 from toonvae.swd import SlicedWasserstein  # noqa: E402
 from toonvae.train import TrainConfig, resolve_batch_size, train  # noqa: E402
 
-PROBE_STEPS = 12
+PROBE_STEPS = 20
 HVAE_LATENT = 1344  # 4 channels on each of the 4x4, 8x8 and 16x16 maps at 64 px
 KEYS = ("mse", "psnr", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm", "swd_floor", "kl",
         "active_units")
@@ -139,33 +139,38 @@ def flat_detail(x: torch.Tensor, recon: torch.Tensor) -> float:
     return round(float(detail[flat].mean()) * 255, 3)
 
 
-def step_seconds(mc: ModelConfig, batch: torch.Tensor, lr: float, device: torch.device,
-                 precision: str) -> float:
-    """Seconds per training step (forward, loss, backward, AdamW) on ``device`` as train runs
-    it there (autocast, memory layout), median of PROBE_STEPS."""
+def step_seconds(probes: dict, lr: float, device: torch.device) -> dict[str, float]:
+    """{name: seconds per training step (forward, loss, backward, AdamW)} on ``device`` as
+    train runs it there (autocast, memory layout), for ``probes`` {name: (model config,
+    batch, precision)}: the median of PROBE_STEPS, the archs' steps taken in turn, so that
+    a machine that slows down midway (another guest, the clock) slows all of them alike."""
     from toonvae import losses
 
-    torch.manual_seed(0)
-    model = build(mc).to(device).train()
-    if use_channels_last(device):
-        model = model.to(memory_format=torch.channels_last)
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    opt = make_optimizer("adamw", list(model.parameters()), lr, 0.01, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
+    runs = {}
+    for name, (mc, batch, precision) in probes.items():
+        torch.manual_seed(0)
+        model = build(mc).to(device).train()
+        if use_channels_last(device):
+            model = model.to(memory_format=torch.channels_last)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        opt = make_optimizer("adamw", list(model.parameters()), lr, 0.01, device)
+        runs[name] = (mc, model, opt, batch, precision)
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for i in range(PROBE_STEPS + 3):
-        sync()
-        t0 = time.perf_counter()
-        with autocast(precision, device):
-            mean, mu, logvar = model(batch)
-        loss = losses.training_loss(mc.resolved_likelihood, batch, mean, mu, logvar, 1.0)[0]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sync()
-        if i >= 3:  # the first steps allocate
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        for name, (mc, model, opt, batch, precision) in runs.items():
+            sync()
+            t0 = time.perf_counter()
+            with autocast(precision, device):
+                mean, mu, logvar = model(batch)
+            loss = losses.training_loss(mc.resolved_likelihood, batch, mean, mu, logvar, 1.0)[0]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sync()
+            if i >= 3:  # the first steps allocate
+                times[name].append(time.perf_counter() - t0)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
 def prior_swd_at(model, data: PreparedData, cfg, seed: int, device,
@@ -268,11 +273,10 @@ def main() -> None:
         measured = planned is None and not args.same_epochs and len(timed) > 1
         steps = {a: 1.0 for a in archs}  # seconds per training image: an epoch's cost
         if measured:
-            for a in timed:
-                size = resolve_batch_size(trains[a].batch_size, device)
-                batch = to_float(data.split("train")[:size], device)
-                steps[a] = step_seconds(configs[a], batch, 0.002, device,
-                                        resolve_precision(trains[a].precision, device)) / size
+            sizes = {a: resolve_batch_size(trains[a].batch_size, device) for a in timed}
+            probes = {a: (configs[a], to_float(data.split("train")[:sizes[a]], device),
+                          resolve_precision(trains[a].precision, device)) for a in timed}
+            steps.update({a: t / sizes[a] for a, t in step_seconds(probes, 0.002, device).items()})
 
         def budget(a: str) -> int:  # the epochs that cost the baseline's wall-clock
             return explicit[a] or max(1, math.floor(
