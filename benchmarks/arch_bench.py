@@ -244,13 +244,17 @@ def main() -> None:
     ap.add_argument("--repo", type=Path, default=ROOT,
                     help="the pipeline whose params.yaml and prepared data to use")
     ap.add_argument("--table", type=Path, help="only print the table of a --json file")
+    ap.add_argument("--brief", action="store_true",
+                    help="with --table: one row per arch, each dataset's psnr, iwae and swd "
+                         "from the prior and the mixture side by side")
     ap.add_argument("--figures-of", type=Path, metavar="JSON",
                     help="only redraw --figures for the rows of a --json file: each model is "
                          "trained again with its row's epochs (the same seed, so the same "
                          "weights), and not scored")
     args = ap.parse_args()
     if args.table:
-        print(table(json.loads(args.table.read_text())))
+        rows = json.loads(args.table.read_text())
+        print(brief_table(rows) if args.brief else table(rows))
         return
     planned = json.loads(args.figures_of.read_text()) if args.figures_of else None
     p = params_mod.load(args.repo / "params.yaml")
@@ -273,7 +277,8 @@ def main() -> None:
         measured = planned is None and not args.same_epochs and len(timed) > 1
         steps = {a: 1.0 for a in archs}  # seconds per training image: an epoch's cost
         if measured:
-            sizes = {a: resolve_batch_size(trains[a].batch_size, device) for a in timed}
+            sizes = {a: resolve_batch_size(trains[a].batch_size, device, arch=configs[a].arch)
+                     for a in timed}
             probes = {a: (configs[a], to_float(data.split("train")[:sizes[a]], device),
                           resolve_precision(trains[a].precision, device)) for a in timed}
             steps.update({a: t / sizes[a] for a, t in step_seconds(probes, 0.002, device).items()})
@@ -284,7 +289,8 @@ def main() -> None:
         if args.plan:
             for a in archs:
                 cost = (f"a training image costs {steps[a] / steps[archs[0]]:.3f}x the first's"
-                        if measured and a in timed else "as given")
+                        if measured and a in timed else
+                        "as given" if explicit[a] else "the baseline's")
                 print(f"{dataset} {a}: {budget(a)} epochs ({cost})")
             continue
         models = {}
@@ -365,6 +371,27 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['dataset']} | {r['arch']} | " + " | ".join(
                 f"{v:.1f} ({v / floor:.2f}x)" for v in r["swd_prior_at"].values()) + " |")
     return "\n".join(lines)
+
+def brief_table(rows: list[dict]) -> str:
+    """One row per arch (in the order of first appearance), its epochs, then per dataset:
+    psnr, iwae bits/dim, and swd from the prior and from the mixture as multiples of the floor."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    cells = {(r["arch"], r["dataset"]): r for r in rows}
+    head = "| arch | epochs |" + "".join(
+        f" {d} psnr | {d} iwae | {d} prior | {d} gmm |" for d in datasets)
+    lines = [head, "|---|---:|" + "---:|" * 4 * len(datasets)]
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        here = [cells.get((arch, d)) for d in datasets]
+        epochs = "/".join(sorted({str(r["epochs"]) for r in here if r}))
+        line = f"| {arch} | {epochs} |"
+        for r in here:
+            line += (" – |" * 4 if r is None else
+                     f" {r['psnr']:.2f} | {r['iwae_bpd']:.3f} "
+                     f"| {r['swd_prior'] / r['swd_floor']:.2f}x "
+                     f"| {r['swd_gmm'] / r['swd_floor']:.2f}x |")
+        lines.append(line)
+    return "\n".join(lines)
+
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 the bounds, and training that stays seeded and resumable."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -241,13 +242,27 @@ def test_the_architecture_benchmark_compares_upsamplers_at_the_same_epochs(tiny_
     from conftest import ROOT
 
     out = tmp_path / "upsample.json"
-    subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--repo", str(tiny_pipeline[0]),
-                    "--datasets", "cartoon", "--epochs", "1", "--archs",
-                    "resnet:tconv,resnet:resize", "--same-epochs", "--json", str(out)],
+    bench = [sys.executable, "benchmarks/arch_bench.py", "--repo", str(tiny_pipeline[0]),
+             "--datasets", "cartoon", "--hvae-latent-dim", "84"]
+    subprocess.run(bench + ["--epochs", "1", "--archs",
+                            "resnet:tconv,resnet:resize,hvae+batch_size=4+epochs=2",
+                            "--set", "batch_size=8", "--same-epochs", "--json", str(out)],
                    cwd=ROOT, capture_output=True, check=True)
-    tconv, resize = json.loads(out.read_text())
+    tconv, resize, hvae = json.loads(out.read_text())
     assert (tconv["arch"], resize["arch"]) == ("resnet:tconv", "resnet:resize")
     assert tconv["epochs"] == resize["epochs"] == 1 and resize["step_ratio"] is None
+    # --set applies to every arch, an arch's own +key=value wins, and so do its +epochs
+    assert (tconv["batch"], resize["batch"], hvae["batch"], hvae["epochs"]) == (8, 8, 4, 2)
+    brief = subprocess.run(bench + ["--table", str(out), "--brief"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout
+    assert f"| hvae+batch_size=4+epochs=2 | 2 | {hvae['psnr']:.2f} | {hvae['iwae_bpd']:.3f} |" in brief
+    # --plan times the steps in turn and prints each arch's epochs, without training
+    plan = subprocess.run(bench + ["--plan", "--archs", "resnet,hvae+batch_size=4,hvae+epochs=5"],
+                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert re.search(r"cartoon resnet: \d+ epochs \(a training image costs 1\.000x", plan), plan
+    assert re.search(r"cartoon hvae\+batch_size=4: \d+ epochs \(a training image costs "
+                     r"\d+\.\d{3}x the first's\)", plan), plan
+    assert "cartoon hvae+epochs=5: 5 epochs (as given)" in plan and "| " not in plan
     # The same weights count but for the upsampling convs: 4x4 transposed against 3x3.
     assert resize["parameters"] < tconv["parameters"]
     assert resize["mse"] != tconv["mse"] and resize["flat_detail"] != tconv["flat_detail"]

@@ -199,6 +199,10 @@ def test_auto_batch_size_suits_each_device_type(device, processes, want):
 
     assert resolve_batch_size("auto", torch.device(device), processes) == want
     assert resolve_batch_size(48, torch.device(device), processes) == 48  # a number wins
+    # hvae trains at 16 on a CPU (more steps in the same time), at the others' batch elsewhere
+    hvae = resolve_batch_size("auto", torch.device(device), processes, "hvae")
+    assert hvae == ({"cpu": 16 if processes == 1 else 16 + (-16) % processes}.get(device, want))
+    assert resolve_batch_size(48, torch.device(device), processes, "hvae") == 48
 
 
 def test_auto_batch_trains_at_the_cpu_batch_and_reports_where_the_time_went(prepared,

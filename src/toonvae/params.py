@@ -119,7 +119,8 @@ class ModelParams:
 @dataclass(frozen=True)
 class TrainParams:
     epochs: int = field(default=10, metadata=_range(1, 100_000))
-    # auto: what suits the device (toonvae.train.AUTO_BATCH: 32 on a CPU, 512 on CUDA).
+    # auto: what suits the device and arch (toonvae.train.AUTO_BATCH: 32 on a CPU, 16 for
+    # hvae there; 512 on CUDA).
     batch_size: typing.Union[int, typing.Literal["auto"]] = field(default="auto", metadata=_rule(
         lambda v: v == "auto" or 1 <= v <= 65_536, "'auto' or between 1 and 65536"))
     # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.004; hvae: 0.002) at any
