@@ -140,7 +140,7 @@ def flat_detail(x: torch.Tensor, recon: torch.Tensor) -> float:
 
 
 def step_seconds(probes: dict, lr: float, device: torch.device) -> dict[str, float]:
-    """{name: seconds per training step (forward, loss, backward, AdamW)} on ``device`` as
+    """{name: seconds per training step (forward, loss, backward, clipping, AdamW)} on ``device`` as
     train runs it there (autocast, memory layout), for ``probes`` {name: (model config,
     batch, precision)}: the median of PROBE_STEPS, the archs' steps taken in turn, so that
     a machine that slows down midway (another guest, the clock) slows all of them alike."""
@@ -164,8 +164,10 @@ def step_seconds(probes: dict, lr: float, device: torch.device) -> dict[str, flo
             with autocast(precision, device):
                 mean, mu, logvar = model(batch)
             loss = losses.training_loss(mc.resolved_likelihood, batch, mean, mu, logvar, 1.0)[0]
-            opt.zero_grad()
+            opt.zero_grad(set_to_none=True)
             loss.backward()
+            if model.grad_clip:  # as train clips: a cost per step, not per image
+                torch.nn.utils.clip_grad_norm_(model.parameters(), model.grad_clip)
             opt.step()
             sync()
             if i >= 3:  # the first steps allocate
