@@ -33,3 +33,19 @@ def test_every_committed_figure_is_shown():
     assert figures, "no committed figures"
     for fig in figures:
         assert f"({fig})" in README, f"{fig} is not in the README"
+
+
+def test_architecture_tables_are_the_benchmark_output_of_the_committed_rows():
+    import json
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from arch_tables import brief_table, table
+
+    def rows(name):
+        return json.loads((ROOT / "experiments" / name).read_text())
+    for name in ("archs.json", "archs-gpu.json", "upsample.json", "hvae-3x.json"):
+        assert table(rows(name)) in README, f"README's table of experiments/{name} is stale"
+    temperatures = table(rows("hvae-temperatures.json")).split("\n\n")[-1]
+    assert temperatures.startswith("| dataset | arch | t = 0.5 |") and temperatures in README
+    assert brief_table(rows("hvae-sweep.json")) in README
