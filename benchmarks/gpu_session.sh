@@ -8,12 +8,14 @@
 #   the architectures instead:           bash benchmarks/gpu_session.sh --archs [--tiny]
 #   hvae's settings at the CPU budget:   bash benchmarks/gpu_session.sh --sweep|--sweep-batch [--tiny]
 #
-# --sweep: hvae variants (learning rate, latent size, weight average, likelihood, batch,
-# KL warm-up) trained for the steps they would get in the CPU budget (the epochs that
-# `arch_bench.py --plan` gives on the CPU; batch 32, fp32) on the committed 4,000-face
-# datasets, scored as evaluate does: on a GPU each costs seconds where the CPU takes
-# minutes, so the CPU's time goes to confirming the best. Six arch_bench.py processes share
-# the GPU. Files back: session.log, sweep<round>-<dataset>-<part>.json (README: experiments/hvae-sweep.json).
+# --sweep (~5.5 min on an H200), --sweep-batch (~5 min): hvae variants (learning rate,
+# latent size, weight average, likelihood, batch, KL warm-up) and the resnet at smaller
+# batches, trained for the steps they would get in the CPU budget (the epochs that
+# `arch_bench.py --plan` gives on the CPU; batch 32 unless the variant sets one, fp32) on the
+# committed 4,000-face datasets, scored as evaluate does: on a GPU each costs seconds where
+# the CPU takes minutes, so the CPU's time goes to confirming the best. Six arch_bench.py processes share
+# the GPU. Files back: session.log, sweep<round>-<dataset>-<part>.json (README:
+# experiments/hvae-sweep.json, both rounds, each setting once).
 #
 # --archs: the hvae-vs-resnet table at Kaggle scale (~6 min on an H200). gpu_pipeline.py
 # prepares the 63,632 anime and 10,000 cartoon faces (64 px) in a clone of HEAD, then
