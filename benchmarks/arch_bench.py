@@ -101,14 +101,14 @@ def settings(texts: list[str]) -> dict:
     return out
 
 
-def configs_of(p, spec: str, latent_dim: int | None, base: TrainConfig,
+def configs_of(p, spec: str, hvae_latent: int, base: TrainConfig,
                common: dict) -> tuple[ModelConfig, TrainConfig, int | None]:
     """(model, training, explicit epochs or None) of ``arch[:upsample][+key=value...]``:
-    params.yaml's, then ``common`` (``--set``), then the spec's own settings."""
+    params.yaml's (``hvae_latent`` for hvae), then ``common`` (``--set``), then the spec's
+    own settings."""
     name, *own = spec.split("+")
     arch, _, upsample = name.partition(":")
-    if latent_dim is None:
-        latent_dim = HVAE_LATENT if arch == "hvae" else p.latent_dim
+    latent_dim = hvae_latent if arch == "hvae" else p.latent_dim
     mc = ModelConfig(arch, p.image_size, latent_dim, tuple(p.model.channels),
                      p.model.likelihood, upsample or p.model.upsample)
     tc = base
@@ -272,8 +272,8 @@ def main() -> None:
         data = PreparedData(args.repo / "data" / "prepared" / dataset)
         configs, trains, explicit = {}, {}, {}
         for a in archs:
-            latent = args.hvae_latent_dim if a.split("+")[0] == "hvae" else None
-            configs[a], trains[a], explicit[a] = configs_of(p, a, latent, base_cfg, common)
+            configs[a], trains[a], explicit[a] = configs_of(p, a, args.hvae_latent_dim,
+                                                            base_cfg, common)
         set_determinism(0, thread_count(p.runtime.numerics, p.train.threads), True,
                         p.runtime.numerics)
         timed = list(dict.fromkeys([archs[0]] + [a for a in archs if explicit[a] is None]))
