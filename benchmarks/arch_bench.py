@@ -62,7 +62,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from toonvae.stage import pin_numerics  # noqa: E402
+from toonvae.stage import pin_numerics, run  # noqa: E402
 
 pin_numerics()  # as the stages do: before torch starts
 
@@ -351,4 +351,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)  # as the stages do: errors in one line; the collector back on

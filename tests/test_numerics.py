@@ -88,3 +88,29 @@ def test_stages_that_compute_pin_first(stage):
     first, second = body[1], body[2]  # after the docstring
     assert isinstance(first, ast.ImportFrom) and first.module == "toonvae.stage"
     assert ast.unparse(second) == "pin_numerics()"
+
+
+# A stage's shape: pin, import, run(main).
+STAGE = textwrap.dedent("""
+    import gc
+    from toonvae.stage import pin_numerics, run
+    pin_numerics()
+    collecting_while_importing = gc.isenabled()
+    import numpy
+    def main():
+        print(collecting_while_importing, gc.isenabled(), gc.get_freeze_count())
+    run(main)
+""")
+
+
+def test_a_stage_keeps_the_collector_off_its_imports_and_on_for_its_work(tmp_path):
+    # stage.run's second off every stage process: no collector passes while the libraries
+    # import, their objects frozen out of later passes; main's garbage is collected as usual.
+    script = tmp_path / "stage.py"
+    script.write_text(STAGE)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    importing, working, frozen = proc.stdout.split()
+    assert (importing, working) == ("False", "True")
+    assert int(frozen) > 1000  # numpy's objects, at least
