@@ -43,6 +43,12 @@ temperature (every latent's prior spread scaled by t, NVAE's per-level temperatu
 hvae), exactly as the evaluate stage scores ``swd_prior`` at t = 1, and prints a second
 table of them against the floor.
 
+``--prior-gaps`` also scores, level by level, how far each model's prior is from its own
+posterior: decodes whose top latent levels are the posterior means of the floor's train
+images and whose lower levels are the prior's draws (hvae: the 4x4 map, then 4x4 and 8x8,
+then ``all``; a flat latent: ``all``), against the test images as ``swd_prior``. ``none`` is
+``swd_prior``; the last is the floor's own images, reconstructed.
+
 Each row also has ``flat_detail``: over the test pixels whose 3x3 neighbourhood is flat in
 the original (within 2 grey levels), the reconstruction's mean distance to its own 3x3 mean,
 in grey levels. A clean reconstruction is flat there too; a checkerboard is not.
@@ -80,6 +86,7 @@ from toonvae.runtime import (autocast, pick_device, resolve_precision,  # noqa: 
 from toonvae.swd import SlicedWasserstein  # noqa: E402
 from toonvae.train import TrainConfig, resolve_batch_size, train  # noqa: E402
 from arch_tables import brief_table, table  # noqa: E402
+from prior_gaps import prior_gaps  # noqa: E402
 
 PROBE_STEPS = 20
 HVAE_LATENT = 1344  # 4 channels on each of the 4x4, 8x8 and 16x16 maps at 64 px
@@ -242,6 +249,8 @@ def main() -> None:
     ap.add_argument("--plan", action="store_true",
                     help="only time the steps and print each arch's epochs")
     ap.add_argument("--temperatures", help="also score prior samples at these, e.g. 0.7,1,1.3")
+    ap.add_argument("--prior-gaps", action="store_true",
+                    help="also score decodes with the top latent levels from the posterior")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--figures", type=Path, help="write DIR/<dataset>.png")
     ap.add_argument("--repo", type=Path, default=ROOT,
@@ -326,6 +335,8 @@ def main() -> None:
                     scores["swd_prior_at"] = prior_swd_at(
                         scored, data, p.evaluate, p.seed, device,
                         [float(t) for t in args.temperatures.split(",")])
+                if args.prior_gaps:
+                    scores["swd_gaps"] = prior_gaps(scored, data, p.evaluate, p.seed, device)
                 row = {"dataset": dataset, "arch": arch, "latent_dim": configs[arch].latent_dim,
                        "device": device.type, "batch": result["batch_size"], "epochs": epochs,
                        "train_s": round(train_s, 1),
@@ -335,7 +346,8 @@ def main() -> None:
                        "epochs_s": round(result["parts"].seconds.get("epochs", 0.0), 1),
                        "step_ratio": None if not measured or arch not in timed
                        else round(steps[arch] / steps[archs[0]], 3),
-                       **{k: scores[k] for k in (*KEYS, "flat_detail", "swd_prior_at")
+                       **{k: scores[k] for k in (*KEYS, "flat_detail", "swd_prior_at",
+                                                      "swd_gaps")
                           if k in scores}}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)

@@ -27,7 +27,29 @@ def table(rows: list[dict]) -> str:
             floor = r["swd_floor"]
             lines.append(f"| {r['dataset']} | {r['arch']} | " + " | ".join(
                 f"{v:.1f} ({v / floor:.2f}x)" for v in r["swd_prior_at"].values()) + " |")
+    if any("swd_gaps" in r for r in rows):
+        lines += ["", gaps_table(rows)]
     return "\n".join(lines)
+
+
+def gaps_table(rows: list[dict]) -> str:
+    """swd (and its multiple of the floor) of the rows' ``swd_gaps``: decodes with the top
+    latent levels from the posterior and the rest from the prior, one column per level."""
+    gapped = [r for r in rows if "swd_gaps" in r]
+    levels = list(dict.fromkeys(k for r in gapped for k in r["swd_gaps"]))
+    levels.sort(key=lambda k: (k != "none") + (k == "all"))  # none first, all last
+    lines = ["swd when the latent levels named come from the posterior means of the floor's "
+             "train images and the rest from the prior (x the floor):", "",
+             "| dataset | arch | epochs | " + " | ".join(
+                 "none (the prior)" if k == "none" else k for k in levels) + " |",
+             "|---|---|---:|" + "---:|" * len(levels)]
+    for r in gapped:
+        floor = r["swd_floor"]
+        lines.append(f"| {r['dataset']} | {r['arch']} | {r['epochs']} | " + " | ".join(
+            f"{r['swd_gaps'][k]:.1f} ({r['swd_gaps'][k] / floor:.2f}x)"
+            if k in r["swd_gaps"] else "–" for k in levels) + " |")
+    return "\n".join(lines)
+
 
 def brief_table(rows: list[dict]) -> str:
     """One row per arch (in the order of first appearance), its epochs, then per dataset:

@@ -197,7 +197,8 @@ def test_the_architecture_benchmark_trains_each_arch_for_the_same_time(tiny_pipe
     out = tmp_path / "archs.json"
     proc = subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--repo",
                            str(tiny_pipeline[0]), "--datasets", "cartoon", "--epochs", "2",
-                           "--hvae-latent-dim", "84", "--temperatures", "0.5,1", "--json",
+                           "--hvae-latent-dim", "84", "--temperatures", "0.5,1",
+                           "--prior-gaps", "--json",
                            str(out), "--figures", str(tmp_path / "figures")],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -214,6 +215,17 @@ def test_the_architecture_benchmark_trains_each_arch_for_the_same_time(tiny_pipe
     for row in (resnet, hvae):  # t = 1 is the evaluate stage's swd_prior; t = 0.5 is not
         assert row["swd_prior_at"]["1"] == row["swd_prior"] != row["swd_prior_at"]["0.5"]
     assert "| cartoon | hvae | " in proc.stdout.split("swd from the prior at temperature")[1]
+    # The prior's gap level by level: none from the posterior is swd_prior; then the top
+    # levels (hvae's maps at 32 px) or the whole flat latent from the posterior means.
+    assert list(resnet["swd_gaps"]) == ["none", "all"]
+    assert list(hvae["swd_gaps"]) == ["none", "2x2", "2x2, 4x4", "all"]
+    for row in (resnet, hvae):
+        gaps = list(row["swd_gaps"].values())
+        assert gaps[0] == row["swd_prior"] and len(set(gaps)) == len(gaps) and min(gaps) > 0
+    gap_table = proc.stdout.split("come from the posterior means")[1]
+    assert "| dataset | arch | epochs | none (the prior) | 2x2 | 2x2, 4x4 | all |" in gap_table
+    assert f"| cartoon | resnet | 2 | {resnet['swd_prior']:.1f} " in gap_table
+    assert re.search(r"\| cartoon \| resnet \| 2 \| [^|]+ \| – \| – \| \d", gap_table)
     # The table again from the rows alone, as --table prints it (the next test runs that CLI)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from arch_tables import table
@@ -268,3 +280,37 @@ def test_the_architecture_benchmark_compares_upsamplers_at_the_same_epochs(tiny_
     # The same weights count but for the upsampling convs: 4x4 transposed against 3x3.
     assert resize["parameters"] < tconv["parameters"]
     assert resize["mse"] != tconv["mse"] and resize["flat_detail"] != tconv["flat_detail"]
+
+
+def test_the_prior_gap_runs_from_the_prior_to_the_reconstructions(prepared):
+    import sys
+
+    from conftest import ROOT
+    from toonvae.data import PreparedData, to_float
+    from toonvae.evaluation import sample_quality
+    from toonvae.params import EvaluateParams
+    from toonvae.swd import SlicedWasserstein
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from prior_gaps import prior_gaps
+
+    model, data, cpu = randomised(), PreparedData(prepared), torch.device("cpu")
+    cfg = EvaluateParams(batch_size=4, fid_weights=None)
+    gaps = prior_gaps(model, data, cfg, 0, cpu)
+    assert list(gaps) == ["none", "2x2", "2x2, 4x4", "all"]
+    test, train_split = data.split("test"), data.split("train")
+    # none: the evaluate stage's own swd_prior, the same draws and test images
+    assert gaps["none"] == sample_quality(model, test, train_split, cfg, "prior", 0,
+                                          cpu)["swd_prior"]
+    # all: the floor's train images (the evaluate stage's draw of them), reconstructed
+    n = len(test)
+    floor = np.sort(np.random.default_rng(0).choice(len(train_split), n, replace=False))
+    to_test = SlicedWasserstein(to_float(test), 0, cpu)
+    with torch.no_grad():
+        codes = model.encode(to_float(train_split[floor]))[0]
+        assert gaps["all"] == pytest.approx(to_test(model.decode(codes)), rel=1e-4)
+        # 2x2: the top group's 2 x 2x2 = 8 dims from the posterior, the rest the prior's
+        z = model.sample_latents(n, torch.Generator().manual_seed(0))
+        z[:, :8] = codes[:, :8]
+        assert gaps["2x2"] == pytest.approx(to_test(model.decode(z)), rel=1e-4)
+    assert len(set(gaps.values())) == 4  # every level moves the decodes
