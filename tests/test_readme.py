@@ -40,7 +40,7 @@ def test_architecture_tables_are_the_benchmark_output_of_the_committed_rows():
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from arch_tables import brief_table, table
+    from arch_tables import brief_table, gaps_table, table
 
     def rows(name):
         return json.loads((ROOT / "experiments" / name).read_text())
@@ -50,3 +50,6 @@ def test_architecture_tables_are_the_benchmark_output_of_the_committed_rows():
     temperatures = table(rows("hvae-temperatures.json")).split("\n\n")[-1]
     assert temperatures.startswith("| dataset | arch | t = 0.5 |") and temperatures in README
     assert brief_table(rows("hvae-sweep.json")) in README
+    assert table(rows("hvae-6x.json")).split("\n\n")[0] in README  # its gaps: in the next one
+    gaps = gaps_table(rows("hvae-gaps.json") + rows("hvae-6x.json"))
+    assert gaps.startswith("swd when the latent levels named") and gaps in README
