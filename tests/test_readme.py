@@ -54,3 +54,5 @@ def test_architecture_tables_are_the_benchmark_output_of_the_committed_rows():
         assert table(rows(name)).split("\n\n")[0] in README, f"experiments/{name} is stale"
     gaps = gaps_table(rows("hvae-gaps.json") + rows("hvae-6x.json") + rows("hvae-12x.json"))
     assert gaps.startswith("swd when the latent levels named") and gaps in README
+    seeds = sorted(rows("hvae-gaps.json") + rows("hvae-seeds.json"), key=lambda r: r["dataset"])
+    assert table(seeds).split("\n\n")[0] in README, "README's table of hvae's seeds is stale"
