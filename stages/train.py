@@ -10,6 +10,7 @@ from toonvae.stage import dataset_stage, pin_numerics, run
 pin_numerics()  # before anything imports torch (toonvae.numerics)
 
 from toonvae import distributed
+from toonvae.fingerprint import COMMITTED
 from toonvae.model import model_config
 from toonvae.progress import log
 from toonvae.train import TrainConfig, train
@@ -25,7 +26,8 @@ def main():
     cfg = TrainConfig.from_params(p)
     out = f"models/{name}/model.pt"
     result = train(f"data/prepared/{name}", out, f"metrics/curves/{name}",
-                   model_cfg, cfg, checkpoint_path=f"checkpoints/{name}/last.pt")
+                   model_cfg, cfg, checkpoint_path=f"checkpoints/{name}/last.pt",
+                   fingerprint_of_committed=COMMITTED)
     seconds = timer.seconds
     log(f"train {name}: wrote {out} after {result['epochs']} epochs on "
         f"{result['images']} images (batch {result['batch_size']}) in {seconds:.1f}s; "

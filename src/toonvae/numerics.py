@@ -1,10 +1,11 @@
 """Which CPU kernels compute the numbers: ``runtime.numerics`` in params.yaml.
 
-- ``portable`` (the default): the same bytes from the same params on any x86-64 CPU with
-  AVX2 (x86-64-v3: Intel since 2013, AMD since 2015), whatever its core count or newer
-  instruction sets (AVX-512). Every library that picks its kernels by CPU is capped at
+- ``portable`` (the default): every library that picks its kernels by CPU is capped at
   AVX2, and the thread count is fixed (``train.threads``, or 2 when that is 0), since the
-  thread count changes the order of summation.
+  thread count changes the order of summation. What that makes the same on another CPU
+  is measured, not assumed: ``toonvae.fingerprint`` hashes the ops of a training step,
+  and the train stage compares them with the fingerprint of the CPU that made the
+  committed results before it trains (README: Reproducibility has the CPUs confirmed).
 - ``native``: the fastest kernels this CPU has and one thread per core: the same bytes on
   this machine only.
 
@@ -15,11 +16,13 @@ where torch is already loaded is started again with the pins (``os.execv``), so 
 always runs under them; torchrun's processes inherit them.
 
 Measured on a 2-core AMD EPYC (AVX2): each pin below changes the bits of a training step
-when its library is given another value, so none is decoration, and none costs measurable
-time there (the README's "Reproducibility" section has the numbers). Not pinned: oneDNN can
-also size its blocking by the CPU's cache sizes; switching oneDNN off would rule that out
-but made a training step 2.4x slower (757 vs 312 ms, ``benchmarks/numerics_probe.py``),
-over the 30% budget.
+when its library is given another value, so none is decoration. An Intel Xeon (AVX-512,
+AMX) under the same pins computes other bits than that AMD EPYC from its first epoch on;
+the ops that part are not yet named (no AMD fingerprint is committed). Under valgrind,
+which shows programs another CPU's cache sizes (L1 32 KB, L2 256 KB, L3 8 MB), every
+fingerprinted op of the Xeon kept its bits: oneDNN's cache-dependent blocking does not
+reach these shapes. Switching oneDNN off costs 2.5x a training step on the Xeon (411
+against 167 ms, ``benchmarks/numerics_probe.py``), over the 1.5x this mode may cost.
 
 GPU kernels are out of scope: CUDA results differ between GPU models and driver versions,
 and no variable pins them. ARM and Apple CPUs have other kernels altogether.

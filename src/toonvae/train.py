@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toonvae import distributed, losses
+from toonvae import distributed, fingerprint, losses
 from toonvae.checkpoint import Checkpointer, Position, data_digest
 from toonvae.data import ImageRows, PreparedData, batches, prefetched, to_float
 from toonvae.distributed import World
@@ -303,7 +303,8 @@ def _live(curves_dir: Path):
 
 
 def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelConfig,
-          cfg: TrainConfig, checkpoint_path: Path | None = None) -> dict:
+          cfg: TrainConfig, checkpoint_path: Path | None = None,
+          fingerprint_of_committed: Path | str | None = None) -> dict:
     """Train a VAE on the prepared data in ``data_dir``; write the model and its curves.
 
     With ``checkpoint_path``, training state is saved there after every epoch (and every
@@ -312,20 +313,30 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
 
     Started by torchrun (``toonvae.distributed``), it trains with DistributedDataParallel:
     the processes share each batch, and rank 0 alone checkpoints and writes the outputs.
+
+    ``fingerprint_of_committed``: the committed results' CPU fingerprint
+    (``toonvae.fingerprint``); before training, rank 0 warns if this CPU computes any of
+    its ops differently, and the model's platform record says whether it agreed.
     """
     world = distributed.world()
     set_determinism(cfg.seed, thread_count(cfg.numerics, cfg.threads, world.local_size),
                     cfg.deterministic, cfg.numerics)
     device = pick_device(cfg.device)
+    record = platform(cfg.numerics)
+    if world.main:
+        record["arithmetic"], warning = fingerprint.check(cfg.numerics, fingerprint_of_committed,
+                                                          device.type)
+        if warning:
+            log(f"warning: {warning}")
     cfg = dataclasses.replace(cfg, batch_size=resolve_batch_size(cfg.batch_size, device,
                                                                  world.size, model_cfg.arch))
     if not world.distributed:
         return _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path,
-                      device, world)
+                      device, world, record)
     try:
         device = distributed.init(device, world)
         return _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path,
-                      device, world)
+                      device, world, record)
     except Exception as exc:
         if distributed.peer_lost(exc):  # the launcher reports the process that failed first
             raise SystemExit(distributed.PEER_LOST) from None
@@ -335,7 +346,7 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
 
 
 def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, device,
-           world: World) -> dict:
+           world: World, record: dict) -> dict:
     parts = Parts(sync=torch.cuda.synchronize if device.type == "cuda" else None)
     precision = resolve_precision(cfg.precision, device)
     channels_last = use_channels_last(device)
@@ -450,7 +461,7 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
                                                          "schedule": cfg.schedule,
                                                          "ema": cfg.ema},
                                              "data": data.manifest["counts"],
-                                             "platform": platform(cfg.numerics)})
+                                             "platform": record})
         if ckpt:
             ckpt.remove()
     return result
