@@ -1,8 +1,8 @@
 """Architectures against each other at equal training wall-clock, scored like the evaluate stage.
 
-    python benchmarks/arch_bench.py --json experiments/archs.json   # both datasets, ~40 min
-    python benchmarks/arch_bench.py --datasets anime --archs resnet,hvae --epochs 2
-    python benchmarks/arch_bench.py --archs resnet:tconv,resnet:resize,resnet:resize-rgb \
+    python -m benchmarks.arch_bench --json experiments/archs.json   # both datasets, ~40 min
+    python -m benchmarks.arch_bench --datasets anime --archs resnet,hvae --epochs 2
+    python -m benchmarks.arch_bench --archs resnet:tconv,resnet:resize,resnet:resize-rgb \
         --same-epochs --json experiments/upsample.json --figures figures/upsample   # ~30 min
 
 An arch is named as ``model.arch``, optionally with a ``model.upsample`` after a colon
@@ -26,11 +26,11 @@ Needs the prepared data: ``dvc repro preprocess@anime preprocess@cartoon``.
 On a CUDA machine it trains and scores there, as the stages do (``train.device``: batch
 ``auto``, bf16 autocast, channels_last), and times the steps there. At Kaggle scale:
 
-    python benchmarks/gpu_pipeline.py --datasets anime --until preprocess --work /tmp/k
-    cd /tmp/k/repo && python $OLDPWD/benchmarks/arch_bench.py --repo . --datasets anime
+    python -m benchmarks.gpu_pipeline --datasets anime --until preprocess --work /tmp/k
+    cd /tmp/k/repo && python -m benchmarks.arch_bench --repo . --datasets anime
 
 (run from the clone, so that its ``runtime.numerics: native`` applies; see
-``benchmarks/gpu_session.sh --archs``).
+``research/gpu_session.sh --archs``).
 
 With ``--figures DIR`` it also writes DIR/<dataset>.png: test faces, then each arch's
 reconstructions, prior samples and mixture samples, row by row, and DIR/<dataset>-detail.png:
@@ -65,31 +65,31 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from toonvae.stage import pin_numerics, run  # noqa: E402
+from toonvae.stage import pin_numerics, run
 
 pin_numerics()  # as the stages do: before torch starts
 
 import torch  # noqa: E402
 
+from benchmarks.harness import ROOT  # noqa: E402
+from toonvae import archs  # noqa: E402
 from toonvae import params as params_mod  # noqa: E402
+from toonvae.archs import ModelConfig  # noqa: E402
 from toonvae.data import PreparedData, to_float  # noqa: E402
 from toonvae.evaluation import evaluate  # noqa: E402
 from toonvae.metrics import decode_in_batches  # noqa: E402
-from toonvae.model import ModelConfig, build, count_parameters, load_model  # noqa: E402
+from toonvae.model import count_parameters, load_model  # noqa: E402
 from toonvae.numerics import thread_count  # noqa: E402
-from toonvae.optim import make_optimizer  # noqa: E402
-from toonvae.runtime import (autocast, pick_device, resolve_precision,  # noqa: E402
-                             set_determinism, use_channels_last)
+from toonvae.prior_gaps import prior_gaps  # noqa: E402
+from toonvae.runtime import pick_device, resolve_precision, set_determinism  # noqa: E402
 from toonvae.swd import SlicedWasserstein  # noqa: E402
-from toonvae.train import TrainConfig, resolve_batch_size, train  # noqa: E402
-from arch_tables import brief_table, table  # noqa: E402
-from prior_gaps import prior_gaps  # noqa: E402
+from toonvae.tables import brief_table, table  # noqa: E402
+from toonvae.train import (TrainConfig, new_state, resolve_batch_size, resolved,  # noqa: E402
+                           train, train_step)
 
 PROBE_STEPS = 20
-HVAE_LATENT = 1344  # 4 channels on each of the 4x4, 8x8 and 16x16 maps at 64 px
+HVAE_LATENT = 1344  # hierarchical archs' latent_dim: hvae's 4 channels on each of its 4x4,
+# 8x8 and 16x16 maps at 64 px
 KEYS = ("mse", "psnr", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm", "swd_floor", "kl",
         "active_units")
 DETAIL_IMAGES = 200
@@ -111,11 +111,11 @@ def settings(texts: list[str]) -> dict:
 def configs_of(p, spec: str, hvae_latent: int, base: TrainConfig,
                common: dict) -> tuple[ModelConfig, TrainConfig, int | None]:
     """(model, training, explicit epochs or None) of ``arch[:upsample][+key=value...]``:
-    params.yaml's (``hvae_latent`` for hvae), then ``common`` (``--set``), then the spec's
+    params.yaml's (``hvae_latent`` for a hierarchical arch), then ``common`` (``--set``), then the spec's
     own settings."""
     name, *own = spec.split("+")
     arch, _, upsample = name.partition(":")
-    latent_dim = hvae_latent if arch == "hvae" else p.latent_dim
+    latent_dim = hvae_latent if archs.arch(arch).hierarchical else p.latent_dim
     mc = ModelConfig(arch, p.image_size, latent_dim, tuple(p.model.channels),
                      p.model.likelihood, upsample or p.model.upsample)
     tc = base
@@ -152,31 +152,23 @@ def step_seconds(probes: dict, lr: float, device: torch.device) -> dict[str, flo
     train runs it there (autocast, memory layout), for ``probes`` {name: (model config,
     batch, precision)}: the median of PROBE_STEPS, the archs' steps taken in turn, so that
     a machine that slows down midway (another guest, the clock) slows all of them alike."""
-    from toonvae import losses
-
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     runs = {}
     for name, (mc, batch, precision) in probes.items():
         torch.manual_seed(0)
-        model = build(mc).to(device).train()
-        if use_channels_last(device):
-            model = model.to(memory_format=torch.channels_last)
+        cfg = resolved(TrainConfig(batch_size=len(batch), lr=lr, weight_decay=0.01,
+                                   schedule="constant", warmup_steps=0, precision=precision),
+                       mc.arch, device)
+        state = new_state(mc, cfg, device, len(batch))  # the train stage's step, clip and all
+        if state.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        opt = make_optimizer("adamw", list(model.parameters()), lr, 0.01, device)
-        runs[name] = (mc, model, opt, batch, precision)
+        runs[name] = (state, batch)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for i in range(PROBE_STEPS + 3):
-        for name, (mc, model, opt, batch, precision) in runs.items():
+        for name, (state, batch) in runs.items():
             sync()
             t0 = time.perf_counter()
-            with autocast(precision, device):
-                mean, mu, logvar = model(batch)
-            loss = losses.training_loss(mc.resolved_likelihood, batch, mean, mu, logvar, 1.0)[0]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if model.grad_clip:  # as train clips: a cost per step, not per image
-                torch.nn.utils.clip_grad_norm_(model.parameters(), model.grad_clip)
-            opt.step()
+            train_step(state, batch)
             sync()
             if i >= 3:  # the first steps allocate
                 times[name].append(time.perf_counter() - t0)

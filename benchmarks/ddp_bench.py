@@ -1,6 +1,6 @@
 """DistributedDataParallel against one process, on this machine, measured in the same run.
 
-    python benchmarks/ddp_bench.py [--images 2048] [--epochs 2] [--nproc 2] [--device cpu]
+    python -m benchmarks.ddp_bench [--images 2048] [--epochs 2] [--nproc 2] [--device cpu]
 
 Draws synthetic anime faces, prepares them as the preprocess stage does, then trains the
 default model (params.yaml) with ``train.train`` twice on the same data and global batch:
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def worker(args) -> None:
     from toonvae import params
+    from toonvae.archs import ModelConfig
     from toonvae.distributed import world
-    from toonvae.model import model_config
     from toonvae.train import TrainConfig, train
 
     p = params.load(ROOT / "params.yaml")
@@ -36,7 +36,7 @@ def worker(args) -> None:
                       device=args.device, threads=0, seed=0, warmup_steps=p.train.warmup_steps)
     start = time.perf_counter()
     train(work / "prepared", work / f"model-{args.tag}.pt", work / f"curves-{args.tag}",
-          model_config(p), cfg)
+          ModelConfig.from_params(p), cfg)
     if world().main:
         (work / f"{args.tag}.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
 

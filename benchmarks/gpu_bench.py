@@ -1,6 +1,6 @@
 """GPU smoke run and epoch throughput, each figure against a baseline from the same run.
 
-    python benchmarks/gpu_bench.py --out /tmp/gpu [--images 63632] [--batches 256 1024]
+    python -m benchmarks.gpu_bench --out /tmp/gpu [--images 63632] [--batches 256 1024]
 
 1. Smoke: draws ``--smoke-images`` synthetic cartoon faces, prepares them and runs the
    project's own ``train.train`` with ``train.device: auto``: on a GPU that is bf16
@@ -34,15 +34,19 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from toonvae import losses
+from toonvae import archs, losses
+from toonvae.archs import ModelConfig, build
 from toonvae.data import ImageRows, PreparedData
-from toonvae.model import ModelConfig, build, load_model
+from toonvae.model import load_model
 from toonvae.optim import make_optimizer
 from toonvae.prepare import prepare
 from toonvae.progress import log
 from toonvae.runtime import pick_device, set_determinism, use_channels_last
 from toonvae.sources.synthetic import generate
-from toonvae.train import ARCH_LR, TrainConfig, run_epoch, stage_on_device, train
+from toonvae.train import (Pass, Recipe, TrainConfig, TrainState, stage_on_device, train,
+                           train_epoch)
+
+CONSTANT = TrainConfig(schedule="constant", warmup_steps=0)  # the lr of the arch throughout
 
 # Dense bf16 tensor-core peaks from NVIDIA's datasheets, FLOP/s (no sparsity).
 DATASHEET_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12,
@@ -82,7 +86,7 @@ def flops_per_image(cfg: ModelConfig) -> float:
     counter = FlopCounterMode(display=False)
     with counter:
         mean, mu, logvar = model(x)
-        losses.training_loss(cfg.resolved_likelihood, x, mean, mu, logvar, 1.0)[0].backward()
+        losses.training_loss(archs.likelihood(cfg), x, mean, mu, logvar, 1.0)[0].backward()
     return counter.get_total_flops() / len(x)
 
 
@@ -94,17 +98,19 @@ def timed_epoch(cfg: ModelConfig, data, batch: int, precision: str, device,
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
-    opt = make_optimizer("adam", params, ARCH_LR[cfg.arch], 0.0, device)
-    tc = TrainConfig(epochs=1, batch_size=batch, device=str(device), seed=0)
+    lr = archs.arch(cfg.arch).lr
+    opt = make_optimizer("adam", params, lr, 0.0, device)
+    state = TrainState(model, opt, Recipe(CONSTANT, lr, 1), archs.likelihood(cfg),
+                       precision=precision, channels_last=channels_last)
+    how = Pass(batch, device, channels_last=channels_last)
     out = {}
     if compile_model:
-        model = torch.compile(model)  # compiles on first use: the warm epoch's time shows it
+        state.net = torch.compile(model)  # compiles on first use: the warm epoch's time shows it
     for epoch in range(2):
         sync(device)
         start = time.perf_counter()
-        result = run_epoch(model, data, tc, cfg.resolved_likelihood, device, optimizer=opt,
-                           rng=np.random.default_rng(epoch), desc=f"batch {batch} {precision}",
-                           precision=precision, channels_last=channels_last)
+        result = train_epoch(state, data, how, np.random.default_rng(epoch), 0,
+                             desc=f"batch {batch} {precision}")
         sync(device)
         seconds = time.perf_counter() - start
         if epoch == 0 and compile_model:
@@ -123,16 +129,17 @@ def profile_steps(cfg: ModelConfig, data, batch: int, precision: str, device,
     model = build(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    lr = archs.arch(cfg.arch).lr
     opt = make_optimizer("adamw", [p for n, p in model.named_parameters() if n != "log_scale"],
-                         ARCH_LR[cfg.arch], 0.01, device)
-    tc = TrainConfig(epochs=1, batch_size=batch, device=str(device), seed=0)
+                         lr, 0.01, device)
+    state = TrainState(model, opt, Recipe(CONSTANT, lr, 1), archs.likelihood(cfg),
+                       precision=precision, channels_last=channels_last)
     steps = max(1, min(steps, len(data) // batch))
     subset = data[:batch * steps]
 
     def run():
-        run_epoch(model, subset, tc, cfg.resolved_likelihood, device, optimizer=opt,
-                  rng=np.random.default_rng(0), desc="profile", precision=precision,
-                  channels_last=channels_last)
+        train_epoch(state, subset, Pass(batch, device, channels_last=channels_last),
+                    np.random.default_rng(0), 0, desc="profile")
         sync(device)
 
     run()

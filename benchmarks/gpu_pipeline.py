@@ -1,9 +1,9 @@
 """The real job, timed: `dvc repro` at Kaggle scale in a clone of HEAD, stage by stage.
 
-    python benchmarks/gpu_pipeline.py                       # 64 px, 30 epochs, both datasets
-    python benchmarks/gpu_pipeline.py --image-size 256 --arch seed --latent-dim 200 --epochs 5
-    python benchmarks/gpu_pipeline.py --datasets anime --epochs 1   # the CPU overhead breakdown
-    python benchmarks/gpu_pipeline.py --tiny                # seconds, on any CPU (the tests)
+    python -m benchmarks.gpu_pipeline                       # 64 px, 30 epochs, both datasets
+    python -m benchmarks.gpu_pipeline --image-size 256 --arch seed --latent-dim 200 --epochs 5
+    python -m benchmarks.gpu_pipeline --datasets anime --epochs 1   # the CPU overhead breakdown
+    python -m benchmarks.gpu_pipeline --tiny                # seconds, on any CPU (the tests)
 
 Clones the repository's HEAD into a scratch folder, sets Kaggle-scale params there (the
 anime set's 63,632 faces and the Cartoon Set's 10,000, procedurally drawn as in the
@@ -28,20 +28,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from benchmarks.harness import clone_head, timed
 
-from pipeline_bench import clone_head, timed
+from toonvae.progress import read_summaries
 from toonvae.report import read_metrics
 
 KAGGLE_COUNTS = {"anime": 63_632, "cartoon": 10_000}  # splcher/animefacedataset; cartoonset10k
-SUMMARY = re.compile(r"train (\S+): wrote \S+ after (\d+) epochs on (\d+) images \(batch (\d+)\) "
-                     r"in ([\d.]+)s; ([\d.]+)% outside epochs \((.*)\)")
 METRICS = ("mse", "psnr", "ssim", "elbo_bpd", "iwae_bpd", "swd", "swd_prior", "swd_floor")
 
 
@@ -73,14 +71,19 @@ def set_params(path: Path, args) -> dict:
 
 
 def train_summaries(log: str) -> dict:
+    """{dataset: the train stage's facts} from its summary in dvc's output."""
     out = {}
-    for m in SUMMARY.finditer(log):
-        name, epochs, images, batch, seconds, outside, parts = m.groups()
-        part_s = {k: float(v[:-1]) for k, v in (item.rsplit(" ", 1) for item in parts.split(", "))}
-        out[name] = {"epochs": int(epochs), "images": int(images), "batch": int(batch),
-                     "stage_s": float(seconds), "outside_epochs": float(outside) / 100,
-                     "parts_s": part_s,
-                     "images_per_s": round(int(epochs) * int(images) / part_s["epochs"], 1)}
+    for fact in read_summaries(log):
+        if fact["stage"] != "train":
+            continue
+        parts = {k: round(v, 1) for k, v in fact["parts"].items()}
+        parts["other"] = round(max(fact["seconds"] - sum(fact["parts"].values()), 0.0), 1)
+        out[fact["dataset"]] = {
+            "epochs": fact["epochs"], "images": fact["images"], "batch": fact["batch_size"],
+            "stage_s": round(fact["seconds"], 1),
+            "outside_epochs": round(1 - fact["parts"]["epochs"] / fact["seconds"], 3),
+            "parts_s": parts,
+            "images_per_s": round(fact["epochs"] * fact["images"] / fact["parts"]["epochs"], 1)}
     return out
 
 

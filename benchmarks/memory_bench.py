@@ -1,6 +1,6 @@
 """Peak RSS of training and evaluation for two dataset sizes, and the reader's share of it.
 
-    python benchmarks/memory_bench.py [--small 2000] [--large 16000]
+    python -m benchmarks.memory_bench [--small 2000] [--large 16000]
 
 Draws synthetic anime faces for both sizes and prepares them (64 px). Then, each in a
 fresh process, it trains one epoch and evaluates, and reports the process's peak RSS
@@ -32,7 +32,8 @@ import numpy as np
 from toonvae import data as data_module
 from toonvae.data import PreparedData
 from toonvae.evaluation import evaluate
-from toonvae.model import ModelConfig, load_model
+from toonvae.archs import ModelConfig
+from toonvae.model import load_model
 from toonvae.params import EvaluateParams
 from toonvae.train import TrainConfig, train
 

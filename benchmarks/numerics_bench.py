@@ -1,6 +1,6 @@
 """What portable numerics cost: the default pipeline in both modes, in one run.
 
-    python benchmarks/numerics_bench.py [--repo .] [--out FILE] [--set key=value ...]
+    python -m benchmarks.numerics_bench [--repo .] [--out FILE] [--set key=value ...]
 
 Clones the repository's HEAD and runs ``dvc repro -f`` twice in it: first with
 ``runtime.numerics: portable`` (the committed mode: ``git status`` then says whether the
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline_bench import clone_head, timed
+from benchmarks.harness import clone_head, timed
 
 KINDS = ("download", "preprocess", "train", "evaluate", "render-figures")
 

@@ -1,6 +1,6 @@
 """Preprocess throughput with 1 and 2 worker processes, and peak memory vs dataset size.
 
-    python benchmarks/preprocess_bench.py [--small 5000] [--large 20000] [--size 256]
+    python -m benchmarks.preprocess_bench [--small 5000] [--large 20000] [--size 256]
 
 Draws synthetic Cartoon-Set-like faces (RGBA PNGs) once into a scratch folder, then:
 1. preprocesses the small set with workers=1 and workers=2: images/s and the speedup;

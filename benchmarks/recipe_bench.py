@@ -1,7 +1,7 @@
 """What each part of the training recipe is worth, measured against a baseline in the same run.
 
-    python benchmarks/recipe_bench.py                      # anime, every variant, 8 epochs
-    python benchmarks/recipe_bench.py --dataset cartoon --variants adam-constant,adamw-cosine
+    python -m benchmarks.recipe_bench                      # anime, every variant, 8 epochs
+    python -m benchmarks.recipe_bench --dataset cartoon --variants adam-constant,adamw-cosine
 
 Each variant trains the default model on the prepared data (``dvc repro
 preprocess@<dataset>`` first) with the same seed and batches, then scores the test split
@@ -20,15 +20,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
-from toonvae import metrics  # noqa: E402
-from toonvae.data import PreparedData  # noqa: E402
-from toonvae.evaluation import sample_quality  # noqa: E402
-from toonvae.model import ModelConfig, load_model  # noqa: E402
-from toonvae.params import EvaluateParams  # noqa: E402
-from toonvae.train import TrainConfig, train  # noqa: E402
+from benchmarks.harness import ROOT
+from toonvae import metrics
+from toonvae.archs import ModelConfig
+from toonvae.data import PreparedData
+from toonvae.evaluation import sample_quality
+from toonvae.model import load_model
+from toonvae.params import EvaluateParams
+from toonvae.train import TrainConfig, train
 
 VARIANTS = {  # the first is the baseline of the ratios
     "adam-constant": {},

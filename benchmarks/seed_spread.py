@@ -1,8 +1,8 @@
 """Run-to-run spread of every metric: the committed run retrained with other seeds.
 
-    python benchmarks/seed_spread.py [--seeds 1,2,3] [--repo .] [--out experiments/spread.json]
-    python benchmarks/seed_spread.py --seeds 4,5 --add experiments/spread.json   # more seeds
-    python benchmarks/seed_spread.py --seeds 1 --datasets cartoon --out cartoon-spread.json
+    python -m benchmarks.seed_spread [--seeds 1,2,3] [--repo .] [--out experiments/spread.json]
+    python -m benchmarks.seed_spread --seeds 4,5 --add experiments/spread.json   # more seeds
+    python -m benchmarks.seed_spread --seeds 1 --datasets cartoon --out cartoon-spread.json
 
 Clones the repository's HEAD, prepares its data (seed 0, as committed), then for each
 seed retrains and re-evaluates every dataset on that same data (``dvc repro -s train@X
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline_bench import clone_head, timed
+from benchmarks.harness import clone_head, timed
 from toonvae.report import LOWER_IS_BETTER, read_metrics
 
 

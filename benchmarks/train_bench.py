@@ -1,6 +1,6 @@
 """Train-step speed on this machine; every figure is a ratio to a baseline run here too.
 
-    python benchmarks/train_bench.py [--images 1024] [--reps 3] [--steps 10] [--compile] [--out FILE]
+    python -m benchmarks.train_bench [--images 1024] [--reps 3] [--steps 10] [--compile] [--out FILE]
 
 (``--image-size 32`` runs every part at a quarter of the pixels: the tests' smoke run.)
 
@@ -40,14 +40,15 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from toonvae import losses
+from toonvae import archs
+from toonvae.archs import ModelConfig, build
 from toonvae.data import PreparedData, batches, to_float
-from toonvae.model import ModelConfig, build
 from toonvae.optim import Adam
 from toonvae.prepare import prepare
 from toonvae.progress import log
 from toonvae.sources.synthetic import generate
-from toonvae.train import ARCH_LR, TrainConfig, run_epoch
+from toonvae.train import Pass, Recipe, TrainConfig, TrainState, train_epoch
+from toonvae.train import train_step as project_step
 
 SIZE, LATENT, BATCH = 64, 128, 32  # SIZE: params.yaml's image_size, or --image-size
 # The two default datasets as params.yaml draws them: (style, raw px, crop, crop box).
@@ -62,17 +63,18 @@ def make_model(arch: str, channels_last: bool = False, fused: bool = False):
         model = model.to(memory_format=torch.channels_last)
     params = [p for n, p in model.named_parameters() if n != "log_scale"]
     # What training uses (toonvae.optim.Adam), or torch's fused CPU kernel to compare.
-    opt = torch.optim.Adam(params, lr=ARCH_LR[arch], fused=True) if fused else Adam(params, lr=ARCH_LR[arch])
-    return model, opt, cfg.resolved_likelihood
+    lr = archs.arch(arch).lr
+    opt = torch.optim.Adam(params, lr=lr, fused=True) if fused else Adam(params, lr=lr)
+    return model, opt, archs.likelihood(cfg)
+
+
+CONSTANT = TrainConfig(schedule="constant", warmup_steps=0)
 
 
 def train_step(model, opt, likelihood, x):
-    mean, mu, logvar = model(x)
-    loss, _, _ = losses.training_loss(likelihood, x, mean, mu, logvar, 1.0)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss
+    """The train stage's own step (``toonvae.train.train_step``) at a constant lr."""
+    return project_step(TrainState(model, opt, Recipe(CONSTANT, opt.param_groups[0]["lr"], 1),
+                                   likelihood), x)
 
 
 def compute_limit(model, opt, likelihood, x, steps: int, forward=None) -> float:
@@ -87,11 +89,10 @@ def compute_limit(model, opt, likelihood, x, steps: int, forward=None) -> float:
 
 def our_epoch(model, opt, likelihood, rows, seed: int) -> float:
     """Images/s of the project's own loop, data read from the prepared split on disk."""
-    cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=None, beta=1.0, device="cpu", threads=0,
-                      seed=0)
+    state = TrainState(model, opt, Recipe(CONSTANT, opt.param_groups[0]["lr"], 1), likelihood)
     start = time.perf_counter()
-    run_epoch(model, rows, cfg, likelihood, "cpu", optimizer=opt,
-              rng=np.random.default_rng(seed), desc="our loop")
+    train_epoch(state, rows, Pass(BATCH, "cpu"), np.random.default_rng(seed), 0,
+                desc="our loop")
     return (len(rows) // BATCH) * BATCH / (time.perf_counter() - start)
 
 

@@ -7,16 +7,16 @@ pin_numerics()  # before anything imports torch (toonvae.numerics)
 
 import json
 
+from toonvae.archs import choose_sampler
 from toonvae.data import PreparedData
 from toonvae.evaluation import evaluate
 from toonvae.files import write_text
 from toonvae.metrics import rounded
 from toonvae.model import load_model
 from toonvae.numerics import platform, thread_count
-from toonvae.progress import log
+from toonvae.progress import summary
 from toonvae.report import metrics_document
 from toonvae.runtime import pick_device, set_determinism
-from toonvae.sampler import resolve
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
     device = pick_device(p.train.device)
     model, blob = load_model(f"models/{name}", device)
     data = PreparedData(f"data/prepared/{name}")
-    sampler = resolve(p.sampler.kind, model.cfg.arch)
+    sampler = choose_sampler(p.sampler.kind, model)
     result, kl_per_dim = evaluate(model, data, p.evaluate, sampler, p.seed, device)
     counts = data.manifest["counts"]
     result.update({"n_train": counts["train"], "n_val": counts["val"],
@@ -40,10 +40,12 @@ def main():
         indent=2) + "\n")
     write_text(f"metrics/kl/{name}.csv", "dim,kl\n" + "".join(
         f"{d},{kl:.6g}\n" for d, kl in enumerate(kl_per_dim)))
-    log(f"evaluate {name}: wrote {out} and metrics/kl/{name}.csv ({result['n_test']} test "
-        f"images: mse {result['mse']:.5f}, elbo {result['elbo_bpd']:.3f}, iwae "
-        f"{result['iwae_bpd']:.3f} bits/dim, swd {_one(result['swd'])}, floor "
-        f"{result['swd_floor']:.1f}) in {timer}")
+    seconds = timer.seconds
+    summary(f"evaluate {name}: wrote {out} and metrics/kl/{name}.csv ({result['n_test']} test "
+            f"images: mse {result['mse']:.5f}, elbo {result['elbo_bpd']:.3f}, iwae "
+            f"{result['iwae_bpd']:.3f} bits/dim, swd {_one(result['swd'])}, floor "
+            f"{result['swd_floor']:.1f}) in {seconds:.1f}s",
+            stage="evaluate", dataset=name, out=out, seconds=seconds, sampler=sampler)
 
 
 def _one(value) -> str:

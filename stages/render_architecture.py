@@ -1,7 +1,7 @@
 """render-architecture stage: figures/vae.png, drawn from the configured model itself."""
 
 from toonvae import figures, params
-from toonvae.model import build, model_config
+from toonvae.archs import ModelConfig, build
 from toonvae.progress import Timer, log
 from toonvae.stage import run
 
@@ -9,7 +9,7 @@ from toonvae.stage import run
 def main():
     p = params.load()
     timer = Timer()
-    figures.architecture(build(model_config(p)), "figures/vae.png")
+    figures.architecture(build(ModelConfig.from_params(p)), "figures/vae.png")
     log(f"render-architecture: wrote figures/vae.png ({p.model.arch}) in {timer}")
 
 

@@ -8,15 +8,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import built_once
 from PIL import Image
 
 import toonvae
-from conftest import built_once
+from toonvae.archs import ModelConfig
 from toonvae.cli import main
 from toonvae.prepare import prepare
 from toonvae.sources.synthetic import generate
 from toonvae.train import TrainConfig, train
-from toonvae.model import ModelConfig
 
 
 @pytest.fixture(scope="session")

@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import run
+
+from toonvae.archs import ModelConfig, build
 from toonvae.checkpoint import Checkpointer
 from toonvae.errors import ToonvaeError
 from toonvae.files import atomic_path
-from toonvae.model import ModelConfig, build, load_model
+from toonvae.model import load_model
 from toonvae.optim import Adam
 from toonvae.prepare import prepare
 from toonvae.sources.synthetic import generate
-from toonvae.train import TrainConfig, run_epoch, train
+from toonvae.train import Pass, TrainConfig, train, validate
 
 TINY = ModelConfig("resnet", 32, 4, channels=(8, 8, 16, 16))
 CFG = TrainConfig(epochs=2, batch_size=8, lr=None, beta=1.0, device="cpu", threads=1, seed=0)
@@ -121,7 +122,7 @@ def test_a_nan_in_validation_is_reported_too(prepared):
     val = np.load(prepared / "val.npy", mmap_mode="r")
     with pytest.raises(ToonvaeError, match=r"^the validation loss became nan at epoch 3, batch 1 "
                                            r"of 2; the model diverged: lower train.lr"):
-        run_epoch(model, val, CFG, "gaussian", "cpu", epoch=2)
+        validate(model, val, "gaussian", Pass(CFG.batch_size, "cpu"), epoch=2)
 
 
 class Payload:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def test_gpu_pipeline_tiny_runs_the_whole_pipeline_at_256_px(tmp_path):
     out = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_pipeline.py", "--tiny",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_pipeline", "--tiny",
                            "--image-size", "256", "--datasets", "cartoon", "--work", str(tmp_path / "work"), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from toonvae import metrics
-from toonvae.archs.hvae import LEVELS, HVAE, latent_layout
+from toonvae.archs import ModelConfig, build
+from toonvae.archs.hvae import HVAE, LEVELS, latent_layout
 from toonvae.checkpoint import Checkpointer
 from toonvae.errors import ToonvaeError
-from toonvae.model import ModelConfig, build, describe, load_model
+from toonvae.model import describe, load_model
 from toonvae.train import TrainConfig, train
 
 # 32 px, four widths: latent groups of 2x2, 4x4 and 8x8, so 84 positions; 2 channels each.
@@ -190,12 +191,11 @@ def test_the_architecture_benchmark_trains_each_arch_for_the_same_time(tiny_pipe
     import subprocess
     import sys
 
+    from conftest import ROOT
     from PIL import Image
 
-    from conftest import ROOT
-
     out = tmp_path / "archs.json"
-    proc = subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--repo",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.arch_bench", "--repo",
                            str(tiny_pipeline[0]), "--datasets", "cartoon", "--epochs", "2",
                            "--hvae-latent-dim", "84", "--temperatures", "0.5,1",
                            "--prior-gaps", "--json",
@@ -227,11 +227,10 @@ def test_the_architecture_benchmark_trains_each_arch_for_the_same_time(tiny_pipe
     assert f"| cartoon | resnet | 2 | {resnet['swd_prior']:.1f} " in gap_table
     assert re.search(r"\| cartoon \| resnet \| 2 \| [^|]+ \| – \| – \| \d", gap_table)
     # The table again from the rows alone, as --table prints it (the next test runs that CLI)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from arch_tables import table
+    from toonvae.tables import table
     assert table(json.loads(out.read_text())) in proc.stdout
     # Redrawn from the table's rows: the same seeds retrain the same models, so the same PNG.
-    subprocess.run([sys.executable, "benchmarks/arch_bench.py", "--repo", str(tiny_pipeline[0]),
+    subprocess.run([sys.executable, "-m", "benchmarks.arch_bench", "--repo", str(tiny_pipeline[0]),
                     "--datasets", "cartoon", "--figures-of", str(out), "--figures",
                     str(tmp_path / "redrawn")], cwd=ROOT, capture_output=True, check=True)
     assert ((tmp_path / "redrawn" / "cartoon.png").read_bytes()
@@ -255,7 +254,7 @@ def test_the_architecture_benchmark_compares_upsamplers_at_the_same_epochs(tiny_
     from conftest import ROOT
 
     out = tmp_path / "upsample.json"
-    bench = [sys.executable, "benchmarks/arch_bench.py", "--repo", str(tiny_pipeline[0]),
+    bench = [sys.executable, "-m", "benchmarks.arch_bench", "--repo", str(tiny_pipeline[0]),
              "--datasets", "cartoon", "--hvae-latent-dim", "84"]
     subprocess.run(bench + ["--epochs", "1", "--archs",
                             "resnet:tconv,resnet:resize,hvae+batch_size=4+epochs=2",
@@ -283,16 +282,11 @@ def test_the_architecture_benchmark_compares_upsamplers_at_the_same_epochs(tiny_
 
 
 def test_the_prior_gap_runs_from_the_prior_to_the_reconstructions(prepared):
-    import sys
-
-    from conftest import ROOT
     from toonvae.data import PreparedData, to_float
     from toonvae.evaluation import sample_quality
     from toonvae.params import EvaluateParams
     from toonvae.swd import SlicedWasserstein
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from prior_gaps import prior_gaps
+    from toonvae.prior_gaps import prior_gaps
 
     model, data, cpu = randomised(), PreparedData(prepared), torch.device("cpu")
     cfg = EvaluateParams(batch_size=4, fid_weights=None)

@@ -6,9 +6,10 @@ import scipy.linalg
 import torch
 
 from toonvae import attributes, metrics
+from toonvae.archs import ModelConfig, build
 from toonvae.errors import ToonvaeError
 from toonvae.fid import frechet_distance, weights_problem
-from toonvae.model import ModelConfig, build, load_model, save_model
+from toonvae.model import load_model, save_model
 from toonvae.prepare import prepare
 from toonvae.sampler import fit_gmm, sample_latents
 from toonvae.sources.synthetic import generate

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from toonvae.archs import ModelConfig, build
 from toonvae.errors import ToonvaeError
-from toonvae.model import ModelConfig, build, describe, load_model, save_model
+from toonvae.model import describe, load_model, save_model
 
 
 @pytest.mark.parametrize("arch", ["resnet", "seed"])

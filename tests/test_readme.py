@@ -37,10 +37,8 @@ def test_every_committed_figure_is_shown():
 
 def test_architecture_tables_are_the_benchmark_output_of_the_committed_rows():
     import json
-    import sys
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from arch_tables import brief_table, gaps_table, table
+    from toonvae.tables import brief_table, gaps_table, table
 
     def rows(name):
         return json.loads((ROOT / "experiments" / name).read_text())

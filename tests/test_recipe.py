@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from toonvae import losses
-from toonvae.model import ModelConfig, build, load_model
+from toonvae.archs import ModelConfig, build
+from toonvae.model import load_model
 from toonvae.prepare import prepare
 from toonvae.sources.synthetic import generate
-from toonvae.train import Recipe, TrainConfig, make_ema, run_epoch, train
+from toonvae.train import Pass, Recipe, TrainConfig, TrainState, make_ema, train, train_epoch
 
 CFG = TrainConfig(epochs=4, batch_size=8, lr=None, beta=2.0, device="cpu", threads=1, seed=0)
 
@@ -25,7 +26,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert lrs[-1] < 0.001
     short = Recipe(replace(CFG, warmup_steps=100, epochs=2), lr=1.0, steps_per_epoch=8)
     assert [short.lr_at(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]  # a quarter of 16 steps
-    const = Recipe(replace(CFG, schedule="constant"), lr=0.3, steps_per_epoch=25)
+    const = Recipe(replace(CFG, schedule="constant", warmup_steps=0), lr=0.3, steps_per_epoch=25)
     assert {const.lr_at(s) for s in range(100)} == {0.3}
 
 
@@ -91,16 +92,16 @@ def test_training_saves_the_weight_average_and_logs_the_negative_elbo(tmp_path):
     assert runs["fb"][1][-1]["train"] != runs["raw"][1][-1]["train"]
 
 
-def test_run_epoch_follows_the_recipe_per_batch():
+def test_train_epoch_follows_the_recipe_per_batch():
     model = build(ModelConfig("resnet", 16, 4, (8, 8, 8, 8)))
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
     images = np.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=np.uint8)
     cfg = replace(CFG, epochs=200, warmup_steps=100)  # 1000 steps: the warm-up is not capped
     recipe = Recipe(cfg, lr=0.01, steps_per_epoch=5)
     seen = []
-    run_epoch(model, images, cfg, "gaussian", "cpu", optimizer=opt,
-              rng=np.random.default_rng(0), epoch=1, recipe=recipe,
-              after_step=lambda step, *_: seen.append(opt.param_groups[0]["lr"]))
+    state = TrainState(model, opt, recipe, "gaussian")
+    train_epoch(state, images, Pass(cfg.batch_size, "cpu"), np.random.default_rng(0), 1,
+                after_step=lambda step, *_: seen.append(opt.param_groups[0]["lr"]))
     # epoch 1, batches 0..4 are global steps 5..9 of the warm-up
     assert seen == [0.01 * (s + 1) / 100 for s in range(5, 10)]
 
@@ -114,11 +115,13 @@ def test_the_recipe_benchmark_prints_ratios_to_its_baseline(tmp_path):
     generate("anime", tmp_path / "raw", 120, seed=0, size=48, workers=1)
     prepare(tmp_path / "raw", tmp_path / "prepared", image_size=32, crop="center", box=None,
             val_fraction=0.1, test_fraction=0.2, min_side=16, seed=0, workers=1)
-    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_bench.py"
-    out = subprocess.run([sys.executable, str(bench), "--data", str(tmp_path / "prepared"),
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "benchmarks.recipe_bench", "--data",
+                          str(tmp_path / "prepared"),
                           "--epochs", "2", "--variants", "adam-constant,ema-0.99",
                           "--image-size", "32", "--latent-dim", "4", "--channels", "8,8,8,8",
-                          "--swd-images", "8"], capture_output=True, text=True, check=True)
+                          "--swd-images", "8"], cwd=root, capture_output=True, text=True,
+                         check=True)
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| variant | mse |") and len(rows) == 3
     assert rows[1].startswith("| adam-constant |") and rows[1].endswith("| 1.000 | 1.000 |")

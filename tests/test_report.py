@@ -1,6 +1,7 @@
 """metrics/<dataset>.json's layout, and --compare: differences against the seed spread."""
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -77,31 +78,35 @@ def test_seed_spread_adds_a_seed_to_a_file_of_the_same_results(tiny_pipeline, tm
     committed = {n: report.read_metrics(repo / "metrics" / f"{n}.json")
                  for n in ("cartoon", "myfaces")}
     seed0 = {n: {k: [m[k]] for k in report.LOWER_IS_BETTER} for n, m in committed.items()}
-    script = [sys.executable, str(ROOT / "benchmarks" / "seed_spread.py"), "--repo", str(repo)]
+    script = [sys.executable, "-m", "benchmarks.seed_spread", "--repo", str(repo)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the benchmarks package, from anywhere
+
+    def run_script(cmd, cwd, check=True):
+        return run(cmd, cwd, check, env)
     both = tmp_path / "both.json"
     both.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": seed0}))
-    other_sets = run([*script, "--seeds", "1", "--datasets", "cartoon", "--add", str(both)],
+    other_sets = run_script([*script, "--seeds", "1", "--datasets", "cartoon", "--add", str(both)],
                      tmp_path, check=False)
     assert other_sets.returncode != 0
     assert "holds datasets cartoon, myfaces; add to it with --datasets cartoon,myfaces" in (
         other_sets.stderr)
-    unknown = run([*script, "--datasets", "cartoon,nope"], tmp_path, check=False)
+    unknown = run_script([*script, "--datasets", "cartoon,nope"], tmp_path, check=False)
     assert unknown.returncode != 0 and "--datasets: nope not in params.yaml" in unknown.stderr
     seed0 = {"cartoon": seed0["cartoon"]}
     script += ["--datasets", "cartoon"]
     earlier = tmp_path / "spread.json"
     earlier.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": seed0}))
-    again = run([*script, "--seeds", "0", "--add", str(earlier)], tmp_path, check=False)
+    again = run_script([*script, "--seeds", "0", "--add", str(earlier)], tmp_path, check=False)
     assert again.returncode != 0 and "has seeds [0] already" in again.stderr
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": {
         n: {k: [v[0] * 2 if k == "mse" else v[0]] for k, v in m.items()}
         for n, m in seed0.items()}}))
-    refused = run([*script, "--seeds", "1", "--add", str(other)], tmp_path, check=False)
+    refused = run_script([*script, "--seeds", "1", "--add", str(other)], tmp_path, check=False)
     assert refused.returncode != 0 and "not" in refused.stderr, refused.stderr
     assert "committed metrics" in refused.stderr and "seeds measured other results" in refused.stderr
 
-    run([*script, "--seeds", "1", "--add", str(earlier)], tmp_path)
+    run_script([*script, "--seeds", "1", "--add", str(earlier)], tmp_path)
     result = json.loads(earlier.read_text())
     assert result["seeds"] == [0, 1] and result["commits"]["1"] == result["commit"] != "abc1234"
     for n in names:

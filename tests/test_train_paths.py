@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from toonvae import losses
+from toonvae.archs import ModelConfig, build
 from toonvae.data import ImageRows, PreparedData, batches
 from toonvae.errors import ToonvaeError
-from toonvae.model import ModelConfig, build
 from toonvae.runtime import autocast, resolve_precision, set_determinism
-from toonvae.train import TrainConfig, run_epoch, stage_on_device
+from toonvae.train import (Pass, Recipe, TrainConfig, TrainState, stage_on_device, train_epoch,
+                           validate)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelConfig("resnet", 32, 4, channels=(8, 8, 16, 16))
@@ -82,12 +83,16 @@ def test_processes_share_each_batch_and_see_every_image_once(prepared, processes
             assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
-def _trained(data, **kwargs):
+def _trained(data, sync_every=None, precision="fp32", channels_last=False):
     set_determinism(0, 1)
     model = build(TINY)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam([p for n, p in model.named_parameters() if n != "log_scale"], 2e-3)
-    result = run_epoch(model, data, CFG, "gaussian", "cpu", optimizer=opt,
-                       rng=np.random.default_rng(0), **kwargs)
+    state = TrainState(model, opt, Recipe(CFG, 2e-3, 6), "gaussian", precision=precision,
+                       channels_last=channels_last)
+    how = Pass(CFG.batch_size, "cpu", sync_every=sync_every, channels_last=channels_last)
+    result = train_epoch(state, data, how, np.random.default_rng(0), 0)
     return result, model.state_dict()
 
 
@@ -108,7 +113,7 @@ def test_deferred_read_back_still_names_the_first_bad_batch(prepared):
         model.to_mu.weight.fill_(float("inf"))
     with pytest.raises(ToonvaeError, match=r"^the validation loss became nan at epoch 1, "
                                            r"batch 1 of 6"):
-        run_epoch(model, rows, CFG, "gaussian", "cpu", sync_every=4)
+        validate(model, rows, "gaussian", Pass(CFG.batch_size, "cpu", sync_every=4))
 
 
 def test_bf16_autocast_keeps_kl_and_likelihood_in_fp32(prepared):
@@ -149,7 +154,7 @@ def test_precision_and_determinism_switches():
 @pytest.mark.slow  # a benchmark script end to end
 def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
     """benchmarks/gpu_bench.py end to end at toy sizes: smoke train, epochs, report."""
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_bench.py", "--out", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_bench", "--out", str(tmp_path),
                            "--device", "cpu", "--images", "96", "--smoke-images", "96",
                            "--smoke-epochs", "3", "--batches", "32", "--profile",
                            "--image-size", "32"],
@@ -171,7 +176,7 @@ def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
 def test_the_train_benchmark_prints_its_ratios(tmp_path):
     """benchmarks/train_bench.py at toy sizes, so the script cannot rot unseen."""
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "benchmarks/train_bench.py", "--images", "64",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.train_bench", "--images", "64",
                            "--reps", "1", "--steps", "1", "--matmul-size", "512",
                            "--image-size", "32", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -256,10 +261,10 @@ def test_log_scale_fit_and_mixture_use_capped_subsets(prepared, tmp_path, monkey
 def test_log_scale_grid_in_chunks_finds_the_minimum_of_a_loop_over_scales(prepared, tmp_path,
                                                                          monkeypatch):
     from toonvae import train as train_module
+    from toonvae.archs.resnet import ResnetVAE
     from toonvae.data import to_float
-    from toonvae.model import VAE
 
-    class NoisyCopy(VAE):  # reconstructions with a known error: the image plus noise
+    class NoisyCopy(ResnetVAE):  # reconstructions with a known error: the image plus noise
         def forward(self, x):
             return (x + 0.03 * torch.randn_like(x)).clamp(0, 1), None, None
 

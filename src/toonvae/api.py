@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toonvae.archs import choose_sampler
 from toonvae.errors import ToonvaeError
 from toonvae.model import load_model
 from toonvae.prepare import load_image
@@ -43,7 +44,9 @@ class TrainedVAE:
 
     @property
     def default_sampler(self) -> str:
-        return "gmm" if self.model.gmm is not None else "prior"
+        """What ``sample`` draws from unless told: ``sampler.kind: auto``'s choice, the one
+        the evaluate stage scores by default (``toonvae.sampler.choose``)."""
+        return choose_sampler("auto", self.model)
 
     def load_images(self, paths) -> np.ndarray:
         """Image files as uint8 N x 3 x S x S, cropped and resized like the training data."""
@@ -86,7 +89,7 @@ class TrainedVAE:
 
     def sample(self, n: int, temperature: float = 1.0, seed: int = 0,
                sampler: str | None = None) -> torch.Tensor:
-        """``n`` new faces; the sampler defaults to the model's mixture when it has one."""
+        """``n`` new faces; the sampler defaults to ``default_sampler``."""
         if n < 1 or temperature <= 0:
             raise ToonvaeError("n must be >= 1 and temperature > 0")
         z = self.model.sample_latents(n, torch.Generator().manual_seed(seed), temperature,

@@ -11,18 +11,21 @@ import sys
 from pathlib import Path
 
 from toonvae import __version__
+from toonvae.archs import SAMPLERS
 from toonvae.errors import ToonvaeError, report_errors
 from toonvae.report import read_metrics
 
 
 def cmd_info(args) -> None:
+    from toonvae.archs import choose_sampler
     from toonvae.model import count_parameters, load_model
 
     model, blob = load_model(args.model)
     info = {"model": str(args.model), "config": blob["config"],
             "parameters": count_parameters(model), "train": blob.get("train"),
             "data": blob.get("data"),
-            "samplers": ["prior"] + (["gmm"] if model.gmm is not None else [])}
+            "samplers": ["prior"] + (["gmm"] if model.gmm is not None else []),
+            "default_sampler": choose_sampler("auto", model)}
     metrics = Path(args.model).parent.parent / "metrics" / f"{Path(args.model).name}.json"
     if metrics.is_file():
         info["metrics"] = read_metrics(metrics)
@@ -49,9 +52,9 @@ def cmd_sample(args) -> None:
     from toonvae.api import load
 
     vae = load(args.model)
-    images = vae.sample(args.n, temperature=args.temperature, seed=args.seed,
-                        sampler=args.sampler)
-    _write(images, args, "samples")
+    sampler = args.sampler or vae.default_sampler
+    images = vae.sample(args.n, temperature=args.temperature, seed=args.seed, sampler=sampler)
+    _write(images, args, f"samples (sampler {sampler})")
 
 
 def cmd_reconstruct(args) -> None:
@@ -102,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0,
                    help="scale of the latent noise (default 1)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--sampler", choices=("prior", "gmm"), default=None,
-                   help="prior N(0, I) or the fitted mixture (default: gmm when the model has one)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="prior N(0, I) or the fitted mixture (default: the one the evaluate "
+                   "stage scores, sampler.kind auto: the prior for hvae, else the mixture)")
     p.add_argument("--format", choices=("grid", "individual"), default="grid",
                    help="one grid PNG, or a folder with one PNG per image")
     p.add_argument("--columns", type=int, default=8, help="grid columns (default 8)")

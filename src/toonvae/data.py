@@ -209,3 +209,10 @@ def prefetched(items, depth: int = 3, pin: bool = False):
                 ready.get_nowait()
             except queue.Empty:
                 thread.join(0.01)
+
+
+def seeded_rows(n_total: int, n: int, seed) -> np.ndarray:
+    """Sorted indices of ``min(n, n_total)`` distinct rows of ``n_total``, drawn by
+    numpy's ``default_rng(seed)`` (an int or a sequence of ints): the same for the same seed.
+    Every seeded subset (figures' faces, swd's floor, the mixture's training codes) is one."""
+    return np.sort(np.random.default_rng(seed).choice(n_total, min(n, n_total), replace=False))

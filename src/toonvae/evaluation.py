@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from toonvae import attributes, metrics
-from toonvae.data import PreparedData, batches, to_float
+from toonvae.archs import SAMPLERS
+from toonvae.archs.base import LatentVAE
+from toonvae.data import PreparedData, batches, seeded_rows, to_float
 from toonvae.fid import frechet_distance, weights_problem
-from toonvae.model import LatentVAE
 from toonvae.progress import log
-from toonvae.sampler import SAMPLERS, posterior_means
+from toonvae.sampler import posterior_means
 from toonvae.swd import SlicedWasserstein
 
 
@@ -37,6 +38,11 @@ def evaluate(model: LatentVAE, data: PreparedData, cfg, sampler: str, seed: int,
     return result, kl_per_dim
 
 
+def floor_rows(n_train: int, n: int, seed: int) -> np.ndarray:
+    """The train images of swd's floor: ``n`` of them, seeded."""
+    return seeded_rows(n_train, n, seed)
+
+
 def sample_quality(model: LatentVAE, test: np.ndarray, train: np.ndarray, cfg, sampler: str,
                    seed: int, device) -> dict:
     """swd of each sampler's samples against test images, its train-vs-test floor, fid."""
@@ -53,8 +59,7 @@ def sample_quality(model: LatentVAE, test: np.ndarray, train: np.ndarray, cfg, s
         samples[name] = metrics.decode_in_batches(model, z, cfg.batch_size, device)
         out[f"swd_{name}"] = swd_to_test(samples[name])
     out["swd"] = out[f"swd_{sampler}"]
-    floor = np.sort(np.random.default_rng(seed).choice(len(train), n, replace=False))
-    out["swd_floor"] = swd_to_test(to_float(train[floor]))
+    out["swd_floor"] = swd_to_test(to_float(train[floor_rows(len(train), n, seed)]))
     problem = weights_problem(cfg.fid_weights)
     if sampler not in samples:
         problem = f"the model has no {sampler} sampler"

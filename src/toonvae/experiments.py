@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toonvae.errors import ToonvaeError
-from toonvae.progress import log
+from toonvae.progress import log, read_summaries
 from toonvae.report import unnested
 
 # The seed network's step is ~7x slower than the default's on a CPU (README, Performance):
@@ -142,14 +142,12 @@ def queue_status(repo: Path) -> dict[str, str]:
     return out
 
 
-STAGE_TIME = re.compile(r"^(train|evaluate) (\S+): wrote .* in ([\d.]+)s(?:; .*)?$", re.M)
-
-
 def stage_seconds(name: str, repo: Path) -> dict[str, dict[str, float]]:
-    """{dataset: {train_s, evaluate_s}} from the stage's closing lines in the task's log."""
+    """{dataset: {train_s, evaluate_s}} from the stages' summaries in the task's log."""
     out: dict[str, dict[str, float]] = {}
-    for stage, dataset, seconds in STAGE_TIME.findall(dvc(["queue", "logs", name], repo).stdout):
-        out.setdefault(dataset, {})[f"{stage}_s"] = float(seconds)
+    for fact in read_summaries(dvc(["queue", "logs", name], repo).stdout):
+        if fact["stage"] in ("train", "evaluate"):
+            out.setdefault(fact["dataset"], {})[f"{fact['stage']}_s"] = round(fact["seconds"], 1)
     return out
 
 
@@ -175,10 +173,11 @@ def experiment_data(repo: Path) -> dict[str, dict]:
 
 
 def parameter_count(params: dict) -> int:
-    from toonvae.model import build, count_parameters, model_config
+    from toonvae.archs import ModelConfig, build
+    from toonvae.model import count_parameters
     from toonvae.params import from_dict
 
-    return count_parameters(build(model_config(from_dict(params))))
+    return count_parameters(build(ModelConfig.from_params(from_dict(params))))
 
 
 KEYS = ("mse", "psnr", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm", "swd_floor")
@@ -214,7 +213,7 @@ def merge(old: dict | None, new: dict) -> dict:
 def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
                        n: int = 8, seed: int = 0) -> list[Path]:
     """figures/comparison/<dataset>.png: the same test faces reconstructed by each named
-    experiment's model, then samples of each (mixture sampler), one row per model. The
+    experiment's model, then samples of each (its default sampler), one row per model. The
     models are read from DVC's cache at each experiment's commit."""
     import tempfile
 
@@ -222,7 +221,8 @@ def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
     import torch
 
     from toonvae import figures
-    from toonvae.data import PreparedData, to_float
+    from toonvae.archs import choose_sampler
+    from toonvae.data import PreparedData, seeded_rows, to_float
     from toonvae.model import load_model
 
     by_name = {e["name"]: e for e in results["grid"]}
@@ -231,7 +231,7 @@ def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
     written = []
     for dataset in by_name[names[0]]["datasets"]:
         test = PreparedData(repo / "data" / "prepared" / dataset).split("test")
-        x = to_float(test[figures.pick(len(test), n, seed)])
+        x = to_float(test[seeded_rows(len(test), n, seed)])
         rows, labels, samples = [x], ["test faces"], []
         for nm in names:
             path = f"models/{dataset}/model.pt"
@@ -241,7 +241,7 @@ def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
                 model, _ = load_model(Path(tmp) / "model.pt")
             rows.append(model.reconstruct(x))
             labels.append(f"{nm}\nreconstructions")
-            sampler = "gmm" if model.gmm is not None else "prior"
+            sampler = choose_sampler("auto", model)
             samples.append((model.sample(n, torch.Generator().manual_seed(seed),
                                          sampler=sampler), f"{nm}\nsamples ({sampler})"))
         rows += [s for s, _ in samples]

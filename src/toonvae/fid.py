@@ -9,10 +9,11 @@ otherwise ``fid`` is null and the log says why.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
+
+from toonvae.files import sha256_of
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity v0.2.0
 INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
@@ -26,12 +27,9 @@ def weights_problem(path: str | None, sha256: str = INCEPTION_SHA256) -> str | N
     if not p.is_file():
         return (f"no Inception weights at {p} (torch-fidelity's {INCEPTION_FILE}); "
                 "put the file there to get FID")
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    if h.hexdigest() != sha256:
-        return f"{p} has sha256 {h.hexdigest()[:12]}..., not {sha256[:12]}...; not the FID weights"
+    digest = sha256_of(p)
+    if digest != sha256:
+        return f"{p} has sha256 {digest[:12]}..., not {sha256[:12]}...; not the FID weights"
     return None
 
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")  # headless, and the same pixels everywhere
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
-from PIL import Image  # noqa: E402
+# The object-oriented API, not pyplot: no backend to switch at import, and a figure saved
+# to PNG is drawn by Agg, the same pixels everywhere.
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch, Rectangle
+from PIL import Image
 
-from toonvae.data import to_float  # noqa: E402
-from toonvae.files import atomic_path  # noqa: E402
-from toonvae.model import LatentVAE, describe  # noqa: E402
+from toonvae import archs
+from toonvae.archs.base import LatentVAE
+from toonvae.data import seeded_rows, to_float
+from toonvae.files import atomic_path
+from toonvae.model import describe
 
 PNG_META = {"Software": None}  # matplotlib otherwise stamps its version into the file
 
@@ -53,21 +55,15 @@ def save_grid(images: torch.Tensor, path: Path, columns: int, min_side: int = 96
         im.save(tmp, format="PNG")
 
 
-def pick(n_total: int, n: int, seed: int) -> np.ndarray:
-    """``n`` distinct indices, the same for the same seed."""
-    n = min(n, n_total)
-    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
-
-
 def dataset_samples(array: np.ndarray, path: Path, n: int, columns: int, seed: int) -> None:
-    save_grid(to_float(array[pick(len(array), n, seed)]), path, columns)
+    save_grid(to_float(array[seeded_rows(len(array), n, seed)]), path, columns)
 
 
 @torch.inference_mode()
 def reconstructions(model: LatentVAE, array: np.ndarray, path: Path, n: int, columns: int,
                     seed: int) -> None:
     """Rows of originals, each above the row of its reconstructions."""
-    x = to_float(array[pick(len(array), n, seed)], model.log_scale.device)
+    x = to_float(array[seeded_rows(len(array), n, seed)], model.log_scale.device)
     recon = model.reconstruct(x)
     rows = []
     for start in range(0, len(x), columns):
@@ -78,7 +74,8 @@ def reconstructions(model: LatentVAE, array: np.ndarray, path: Path, n: int, col
 @torch.inference_mode()
 def noise_samples(model: LatentVAE, path: Path, n: int, columns: int, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
-    save_grid(model.sample(n, generator=generator), path, columns)
+    # The prior's own samples by definition (the temperature figure adds the mixture's).
+    save_grid(model.sample(n, generator=generator, sampler="prior"), path, columns)
 
 
 LABELLED_MAX_SIDE = 128  # faces in labelled rows are shown at most this large
@@ -100,7 +97,7 @@ def labelled_rows(rows: list[torch.Tensor], labels: list[str], path: Path,
                        pad_value=1.0).permute(1, 2, 0).numpy() for r in rows]
     width = max(g.shape[1] for g in grids) * scale / 100
     height = sum(g.shape[0] for g in grids) * scale / 100
-    fig, axes = plt.subplots(len(grids), 1, figsize=(width + 1.4, height + (0.3 if title else 0)),
+    fig, axes = _subplots(len(grids), 1, figsize=(width + 1.4, height + (0.3 if title else 0)),
                              dpi=100, squeeze=False)
     for ax, grid, label in zip(axes[:, 0], grids, labels, strict=True):
         ax.imshow(grid, interpolation="nearest")
@@ -115,13 +112,12 @@ def labelled_rows(rows: list[torch.Tensor], labels: list[str], path: Path,
                         bottom=0.005, hspace=0.05)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", metadata=PNG_META)
-    plt.close(fig)
 
 
 def curves(curves_dir: Path, path: Path) -> None:
     """Training curves from dvclive's files: loss, reconstruction and KL per epoch."""
     base = Path(curves_dir) / "plots" / "metrics"
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=100)
+    fig, axes = _subplots(1, 3, figsize=(11, 3.2), dpi=100)
     for ax, key, title in zip(axes, ("loss", "recon", "kl"),
                               ("negative ELBO (nats/image)", "reconstruction term", "KL (nats)"),
                               strict=True):
@@ -139,13 +135,12 @@ def curves(curves_dir: Path, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", metadata=PNG_META)
-    plt.close(fig)
 
 
 def kl_per_dim(kl: list[float], active: int | None, path: Path) -> None:
     """The KL of each latent dimension, largest first: how much each one carries."""
     values = np.sort(np.asarray(kl, dtype=float))[::-1]
-    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
+    fig, ax = _subplots(figsize=(8, 3.2), dpi=100)
     ax.bar(np.arange(len(values)), values, width=1.0, color=COLORS["latent"], edgecolor="none")
     ax.set_xlabel("latent dimension, sorted by KL")
     ax.set_ylabel("KL, nats per image")
@@ -156,7 +151,6 @@ def kl_per_dim(kl: list[float], active: int | None, path: Path) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", metadata=PNG_META, bbox_inches="tight")
-    plt.close(fig)
 
 
 COLORS = {"input": "#f5d76e", "encoder": "#b8b8b8", "latent": "#e07bb0",
@@ -167,7 +161,7 @@ def architecture(model: LatentVAE, path: Path) -> None:
     """The network as boxes, one per block, with the tensor shape each one outputs."""
     rows = describe(model)
     size = model.cfg.image_size
-    fig, ax = plt.subplots(figsize=(max(10, 0.75 * len(rows)), 4.6), dpi=100)
+    fig, ax = _subplots(figsize=(max(10, 0.75 * len(rows)), 4.6), dpi=100)
     x = 0.0
     centers = []
     for part, label, shape in rows:
@@ -192,8 +186,8 @@ def architecture(model: LatentVAE, path: Path) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     ax.set_title(f"{cfg.arch} VAE: {size}x{size} RGB -> latent {cfg.latent_dim} -> "
                  f"{size}x{size} RGB, {n_params:,} parameters, "
-                 f"{cfg.resolved_likelihood} likelihood", fontsize=10)
-    handles = [plt.Rectangle((0, 0), 1, 1, fc=c, ec="#333333") for c in
+                 f"{archs.likelihood(cfg)} likelihood", fontsize=10)
+    handles = [Rectangle((0, 0), 1, 1, fc=c, ec="#333333") for c in
                (COLORS["encoder"], COLORS["latent"], COLORS["decoder"])]
     ax.legend(handles, ["encoder q(z|x)", "latent z (mu, log sigma^2)", "decoder p(x|z)"],
               loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False,
@@ -203,4 +197,9 @@ def architecture(model: LatentVAE, path: Path) -> None:
     ax.axis("off")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", metadata=PNG_META, bbox_inches="tight")
-    plt.close(fig)
+
+
+def _subplots(*grid, figsize, dpi=100, **kwargs):
+    """pyplot.subplots without pyplot's global state: (figure, axes)."""
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots(*grid, **kwargs)

@@ -120,8 +120,8 @@ def _without_onednn(torch, conv, x, w, stride, padding):
 
 
 def _training_step(torch) -> dict[str, str]:
+    from toonvae.archs import ModelConfig, build
     from toonvae.losses import training_loss
-    from toonvae.model import ModelConfig, build
 
     torch.manual_seed(0)
     model = build(ModelConfig("resnet", 64, 128))

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toonvae.data import to_float
-from toonvae.figures import labelled_rows, pick, save_grid
-from toonvae.model import LatentVAE
+from toonvae.archs.base import LatentVAE
+from toonvae.data import seeded_rows, to_float
+from toonvae.figures import labelled_rows, save_grid
 from toonvae.sampler import posterior_means, slerp
 
 
@@ -28,7 +28,7 @@ def interpolation(model: LatentVAE, test: np.ndarray, path: Path, pairs: int, st
                   seed: int) -> None:
     """Rows from one test face to another (straight lines between their codes, the two
     originals at the ends), then rows along great circles between prior samples."""
-    idx = pick(len(test), 2 * pairs, seed)
+    idx = seeded_rows(len(test), 2 * pairs, seed)
     originals = to_float(test[idx])
     mu = _means(model, test[idx])
     t = torch.linspace(0, 1, steps)[:, None]
@@ -48,7 +48,7 @@ def traversal(model: LatentVAE, test: np.ndarray, kl_per_dim: list[float], path:
               steps: int, seed: int) -> None:
     """One row per latent dimension with the most KL: a test face's code with that one
     coordinate swept from -3 to +3 prior standard deviations."""
-    face = _means(model, test[pick(len(test), 1, seed)])[0]
+    face = _means(model, test[seeded_rows(len(test), 1, seed)])[0]
     order = np.argsort(kl_per_dim)[::-1][:dims]
     values = torch.linspace(-3, 3, steps)
     rows = []
@@ -97,7 +97,7 @@ def attribute_vectors(model: LatentVAE, train: np.ndarray, train_y: np.ndarray, 
         candidates = np.flatnonzero(test_y[:, j] == a)
         if not len(candidates):
             continue
-        chosen = candidates[pick(len(candidates), faces, seed)]
+        chosen = candidates[seeded_rows(len(candidates), faces, seed)]
         mu = _means(model, test[chosen])
         edits = [_decode(model, mu + k * vector) for k in (0, 1, 2)]
         rows.append(torch.stack(edits, dim=1).flatten(0, 1))

@@ -24,9 +24,9 @@ import math
 import numpy as np
 import torch
 
-from toonvae import losses
+from toonvae import archs, losses
+from toonvae.archs.base import LatentVAE
 from toonvae.data import batches, to_float
-from toonvae.model import LatentVAE
 from toonvae.progress import progress
 
 ACTIVE_VARIANCE = 0.01
@@ -70,7 +70,7 @@ def reconstruction_metrics(model: LatentVAE, test: np.ndarray, batch_size: int, 
     ssim_sum = torch.zeros((), device=device)
     generator = torch.Generator().manual_seed(seed)
     dims = 3 * test.shape[2] * test.shape[3]
-    likelihood = model.cfg.eval_likelihood
+    likelihood = archs.eval_likelihood(model.cfg)
     sums = {"mse": 0.0, "psnr": 0.0, "kl": 0.0, "nelbo": 0.0}
     kl_dims = torch.zeros(model.cfg.latent_dim, dtype=torch.float64)
     mus = []
@@ -113,7 +113,7 @@ def reconstruction_metrics(model: LatentVAE, test: np.ndarray, batch_size: int, 
 def log_weights(model: LatentVAE, x: torch.Tensor, k: int, generator: torch.Generator,
                 chunk: int) -> torch.Tensor:
     """log p(x, z) - log q(z|x) for k samples z ~ q(z|x) per image: shape (k, batch), fp64."""
-    likelihood = model.cfg.eval_likelihood
+    likelihood = archs.eval_likelihood(model.cfg)
     out = []
     for start in range(0, k, chunk):
         m = min(chunk, k - start)

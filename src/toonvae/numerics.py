@@ -22,7 +22,7 @@ the ops that part are not yet named (no AMD fingerprint is committed). Under val
 which shows programs another CPU's cache sizes (L1 32 KB, L2 256 KB, L3 8 MB), every
 fingerprinted op of the Xeon kept its bits: oneDNN's cache-dependent blocking does not
 reach these shapes. Switching oneDNN off costs 2.5x a training step on the Xeon (411
-against 167 ms, ``benchmarks/numerics_probe.py``), over the 1.5x this mode may cost.
+against 167 ms, ``research/numerics_probe.py``), over the 1.5x this mode may cost.
 
 GPU kernels are out of scope: CUDA results differ between GPU models and driver versions,
 and no variable pins them. ARM and Apple CPUs have other kernels altogether.

@@ -2,7 +2,8 @@
 
 Everything is checked before any work starts: a wrong type, an out-of-range value
 or an unknown key (a typo such as ``latnt_dim``) raises ``ParamError`` with one line
-naming the key, the bad value and what is allowed.
+naming the key, the bad value and what is allowed. Every default here is params.yaml's
+(a test compares them), so a key deleted from params.yaml keeps its value.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from toonvae.archs import ARCHS, DEFAULT_ARCH, DEFAULT_CHANNELS, SAMPLERS
 from toonvae.errors import ToonvaeError
 
 
@@ -24,6 +26,11 @@ class ParamError(ToonvaeError):
 
 def _rule(check, allowed):
     return {"check": check, "allowed": allowed}
+
+
+# A train setting that leaves the training loop's numbers as they are: a checkpoint resumes
+# across a change of it (toonvae.train.TrainConfig.run_settings).
+SAME_RUN = {"same_run": True}
 
 
 def _range(lo=None, hi=None):
@@ -99,10 +106,10 @@ class PreprocessParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    arch: str = field(default="resnet", metadata=_one_of("resnet", "seed", "hvae"))
+    arch: str = field(default=DEFAULT_ARCH, metadata=_one_of(*ARCHS))
     # Encoder widths, one per stride-2 stage (the decoder mirrors them). GroupNorm uses
     # min(8, width) groups, so a width above 8 must be a multiple of 8.
-    channels: tuple[int, int, int, int] = field(default=(16, 32, 64, 128), metadata=_rule(
+    channels: tuple[int, int, int, int] = field(default=DEFAULT_CHANNELS, metadata=_rule(
         lambda v: all(1 <= c <= 4096 and (c <= 8 or c % 8 == 0) for c in v),
         "widths between 1 and 4096, each at most 8 or a multiple of 8"))
     # auto: the arch's own (seed: the notebook's 1000*MSE; resnet, hvae: discretized Gaussian).
@@ -118,20 +125,20 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = field(default=10, metadata=_range(1, 100_000))
-    # auto: what suits the device and arch (toonvae.train.AUTO_BATCH: 32 on a CPU, 16 for
-    # hvae there; 512 on CUDA).
+    epochs: int = field(default=8, metadata=_range(1, 100_000))
+    # auto: what suits the device and arch (toonvae.train.resolve_batch_size: the arch's
+    # cpu_batch on a CPU, 32 for resnet and seed, 16 for hvae; 512 per CUDA GPU).
     batch_size: typing.Union[int, typing.Literal["auto"]] = field(default="auto", metadata=_rule(
         lambda v: v == "auto" or 1 <= v <= 65_536, "'auto' or between 1 and 65536"))
-    # null: the arch's own (seed: the notebook's 0.0005; resnet: 0.004; hvae: 0.002) at any
-    # batch size.
+    # null: the arch's own (toonvae.archs.ARCHS: seed the notebook's 0.0005; resnet 0.004;
+    # hvae 0.002) at any batch size.
     lr: typing.Optional[float] = field(default=None, metadata=_range(1e-8, 10.0))
     beta: float = field(default=1.0, metadata=_range(0.0, 1000.0))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda", "mps"))
     # 0: runtime.numerics decides (portable: 2; native: one per core).
     threads: int = field(default=0, metadata=_range(0, 1024))
     # Checkpoint every N batches as well as after each epoch (0: after each epoch only).
-    checkpoint_every: int = field(default=0, metadata=_range(0, 10_000_000))
+    checkpoint_every: int = field(default=0, metadata={**_range(0, 10_000_000), **SAME_RUN})
     # auto: bf16 autocast on CUDA (the KL and likelihood stay fp32), fp32 elsewhere.
     precision: str = field(default="auto", metadata=_one_of("auto", "fp32", "bf16"))
     # true: deterministic kernels, the same bytes on every run (the committed results);
@@ -142,7 +149,7 @@ class TrainParams:
     weight_decay: float = field(default=0.0, metadata=_range(0.0, 1.0))
     # cosine: from lr down to 0 over all batches, after the warm-up; constant: lr throughout.
     schedule: str = field(default="cosine", metadata=_one_of("cosine", "constant"))
-    warmup_steps: int = field(default=0, metadata=_range(0, 10_000_000))
+    warmup_steps: int = field(default=100, metadata=_range(0, 10_000_000))
     # beta rises linearly from 0 to train.beta over this many epochs (0: from the start).
     kl_warmup_epochs: float = field(default=0.0, metadata=_range(0.0, 100_000.0))
     # Nats per latent dimension below which the batch-mean KL is not pushed down (0: off).
@@ -153,7 +160,8 @@ class TrainParams:
                                                    "0 (off) or a decay in [0.5, 1)"))
     # Processes of DistributedDataParallel training under torchrun (one per GPU, or gloo
     # processes on the CPU); they share each batch of batch_size. 1: a single process.
-    nproc: int = field(default=1, metadata=_range(1, 1024))
+    # A DDP checkpoint resumes in one process, so nproc is not part of the run.
+    nproc: int = field(default=1, metadata={**_range(1, 1024), **SAME_RUN})
 
     def _check(self, key, given):
         if self.batch_size != "auto" and self.batch_size % self.nproc:
@@ -181,14 +189,14 @@ class EvaluateParams:
 class SamplerParams:
     # prior: z ~ N(0, I); gmm: a Gaussian mixture fitted to the training posterior means;
     # auto: the prior for hvae (its learned hierarchical prior), the mixture for the others.
-    kind: str = field(default="auto", metadata=_one_of("auto", "prior", "gmm"))
+    kind: str = field(default="auto", metadata=_one_of("auto", *SAMPLERS))
     gmm_components: int = field(default=10, metadata=_range(1, 1000))
 
 
 @dataclass(frozen=True)
 class FiguresParams:
     samples: int = field(default=32, metadata=_range(1, 1024))
-    reconstructions: int = field(default=8, metadata=_range(1, 256))
+    reconstructions: int = field(default=16, metadata=_range(1, 256))
     noise: int = field(default=32, metadata=_range(1, 1024))
     columns: int = field(default=8, metadata=_range(1, 64))
     interpolation_pairs: int = field(default=4, metadata=_range(1, 32))

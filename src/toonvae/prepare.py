@@ -14,7 +14,6 @@ files, so memory stays bounded whatever the dataset size.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -26,11 +25,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from toonvae.errors import ToonvaeError
-from toonvae.progress import progress
+from toonvae.files import atomic_dir, sha256_of
 from toonvae.imagefiles import IMAGE_SUFFIXES, list_images
+from toonvae.progress import progress
 
 SPLITS = ("train", "val", "test")
-Image.MAX_IMAGE_PIXELS = 40_000_000  # decompression bombs raise instead of eating memory
+# Larger images are refused as decompression bombs before they are decoded (checked here,
+# not by setting PIL's global: importing toonvae changes no other code's PIL).
+MAX_IMAGE_PIXELS = 40_000_000
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int):
@@ -69,6 +71,8 @@ def load_image(path: Path, size: int, mode: str, box, min_side: int):
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
+                    raise Image.DecompressionBombError(path)
                 if min(im.size) < min_side:
                     return None, f"too small ({im.size[0]}x{im.size[1]} < {min_side} px)"
                 im.load()
@@ -79,7 +83,7 @@ def load_image(path: Path, size: int, mode: str, box, min_side: int):
                     im.alpha_composite(rgba)
                 im = im.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return None, "decompression bomb (more than {:,} pixels)".format(Image.MAX_IMAGE_PIXELS)
+        return None, "decompression bomb (more than {:,} pixels)".format(MAX_IMAGE_PIXELS)
     except UnidentifiedImageError:
         return None, "not an image (no decoder recognises it)"
     except (OSError, ValueError, SyntaxError) as exc:
@@ -112,11 +116,7 @@ def _file_digest(path: str) -> str | None:
     not counted as a duplicate of every other empty file)."""
     if Path(path).stat().st_size == 0:
         return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_of(path)
 
 
 def drop_duplicates(files: list[str], digests: list[str | None]) -> tuple[list[str], list[dict]]:
@@ -144,52 +144,46 @@ def prepare(raw_dir: Path, out_dir: Path, *, image_size: int, crop: str, box,
     """Decode, crop, resize and split every image under ``raw_dir`` into ``out_dir``."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(workers) as pool:
-        # Start the workers while this process is still small: they are forked copies of it.
-        list(pool.map(abs, range(workers)))
-        # Plain strings: a list of 100k Path objects costs several times more memory.
-        files = [str(p) for p in list_images(raw_dir)]
-        if not files:
-            raise ToonvaeError(f"{raw_dir}: no images found "
-                               f"({', '.join(sorted(IMAGE_SUFFIXES))}); run the download stage first")
-        tmp = out_dir.with_name(out_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        skipped, counts = [], {}
-        n_files = len(files)
-        digests = list(progress(_windowed_map(pool, _file_digest, files),
-                                desc="hashing", unit="file", total=len(files)))
-        files, duplicates = drop_duplicates(files, digests)
-        splits = split_indices(len(files), val_fraction, test_fraction, seed)
-        attrs = AttributeTable(tmp / "attributes.jsonl")
-        bar = progress(total=len(files), desc="preprocessing", unit="img")
-        with bar:
-            _decode_splits(pool, files, splits, raw_dir, tmp, image_size, crop, box, min_side,
-                           bar, skipped, counts, attrs)
-    bad = len(skipped) / n_files
-    if bad > max_bad_fraction:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ToonvaeError(f"{raw_dir}: {len(skipped)} of {n_files} images are unusable "
-                           f"(first: {skipped[0]['file']}: {skipped[0]['reason']}); "
-                           "check the download")
-    if counts["train"] == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ToonvaeError(f"{raw_dir}: no training images left after the split; "
-                           "add images or lower preprocess.val_fraction/test_fraction")
-    attr_names = attrs.finish(tmp / "attributes.csv")
-    reasons = {}
-    for s in skipped:
-        kind = s["reason"].split(" (")[0]
-        reasons[kind] = reasons.get(kind, 0) + 1
-    manifest = {"image_size": image_size, "crop": crop, "crop_box": list(box) if box else None,
-                "files": n_files, "counts": counts, "attributes": attr_names,
-                "skipped_by_reason": dict(sorted(reasons.items())), "skipped": skipped,
-                "duplicates": [{"file": Path(d["file"]).relative_to(raw_dir).as_posix(),
-                                "same_as": Path(d["same_as"]).relative_to(raw_dir).as_posix()}
-                               for d in duplicates]}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        with ProcessPoolExecutor(workers) as pool:
+            # Start the workers while this process is still small: they are forked copies of it.
+            list(pool.map(abs, range(workers)))
+            # Plain strings: a list of 100k Path objects costs several times more memory.
+            files = [str(p) for p in list_images(raw_dir)]
+            if not files:
+                raise ToonvaeError(f"{raw_dir}: no images found "
+                                   f"({', '.join(sorted(IMAGE_SUFFIXES))}); run the download stage first")
+            skipped, counts = [], {}
+            n_files = len(files)
+            digests = list(progress(_windowed_map(pool, _file_digest, files),
+                                    desc="hashing", unit="file", total=len(files)))
+            files, duplicates = drop_duplicates(files, digests)
+            splits = split_indices(len(files), val_fraction, test_fraction, seed)
+            attrs = AttributeTable(tmp / "attributes.jsonl")
+            bar = progress(total=len(files), desc="preprocessing", unit="img")
+            with bar:
+                _decode_splits(pool, files, splits, raw_dir, tmp, image_size, crop, box, min_side,
+                               bar, skipped, counts, attrs)
+        bad = len(skipped) / n_files
+        if bad > max_bad_fraction:
+            raise ToonvaeError(f"{raw_dir}: {len(skipped)} of {n_files} images are unusable "
+                               f"(first: {skipped[0]['file']}: {skipped[0]['reason']}); "
+                               "check the download")
+        if counts["train"] == 0:
+            raise ToonvaeError(f"{raw_dir}: no training images left after the split; "
+                               "add images or lower preprocess.val_fraction/test_fraction")
+        attr_names = attrs.finish(tmp / "attributes.csv")
+        reasons = {}
+        for s in skipped:
+            kind = s["reason"].split(" (")[0]
+            reasons[kind] = reasons.get(kind, 0) + 1
+        manifest = {"image_size": image_size, "crop": crop, "crop_box": list(box) if box else None,
+                    "files": n_files, "counts": counts, "attributes": attr_names,
+                    "skipped_by_reason": dict(sorted(reasons.items())), "skipped": skipped,
+                    "duplicates": [{"file": Path(d["file"]).relative_to(raw_dir).as_posix(),
+                                    "same_as": Path(d["same_as"]).relative_to(raw_dir).as_posix()}
+                                   for d in duplicates]}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -9,25 +9,43 @@ mess of carriage returns, so it prints a plain line every ``every`` seconds inst
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import time
 
 from tqdm.auto import tqdm
 
-# A torchrun process other than rank 0 stays silent: rank 0 speaks for all of them.
-SILENT = os.environ.get("RANK", "0") != "0"
+SUMMARY = "summary: "  # the start of a stage's machine-readable closing line
+
+
+def silent() -> bool:
+    """A torchrun process other than rank 0 stays silent: rank 0 speaks for all of them."""
+    return os.environ.get("RANK", "0") != "0"
 
 
 def log(message: str) -> None:
-    if not SILENT:
+    if not silent():
         print(message, file=sys.stderr, flush=True)
+
+
+def summary(line: str, **facts) -> None:
+    """A stage's closing line for people, then its facts as one JSON line for tools
+    (``read_summaries``): the log of ``dvc queue logs`` is all that a queued run leaves."""
+    log(line)
+    log(SUMMARY + json.dumps(facts, sort_keys=True))
+
+
+def read_summaries(text: str) -> list[dict]:
+    """The facts of every stage's ``summary`` in a log, in order."""
+    return [json.loads(line[len(SUMMARY):]) for line in text.splitlines()
+            if line.startswith(SUMMARY)]
 
 
 def progress(iterable=None, *, desc: str, unit: str = "it", total: int | None = None,
              unit_scale: bool = False, every: float = 10.0):
     """A tqdm bar on a terminal; plain periodic lines elsewhere. Use as a context manager."""
-    if sys.stderr.isatty() and not SILENT:
+    if sys.stderr.isatty() and not silent():
         return tqdm(iterable, desc=desc, unit=unit, total=total, unit_scale=unit_scale,
                     file=sys.stderr, dynamic_ncols=True, leave=False)
     return PlainProgress(iterable, desc=desc, unit=unit, total=total, every=every)

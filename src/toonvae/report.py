@@ -162,7 +162,7 @@ def compare(rev: str, to: str | None = None, repo: Path = Path("."),
             lines.append(f"  {key:<16}{a:>11.5g}{b:>11.5g}{change:>11}"
                          f"{'-' if s is None else format(s, '.2g'):>10}  {verdict(key, a, b, s)}")
     if not spreads:
-        lines.append(f"(no {spread_file}: run benchmarks/seed_spread.py to measure the spread)")
+        lines.append(f"(no {spread_file}: run python -m benchmarks.seed_spread to measure the spread)")
     else:
         lines.append(f"spread: the standard deviation over seeds ({spread_file}); noise: a "
                      f"difference within {NOISE:.2f} spreads")

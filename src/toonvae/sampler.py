@@ -14,18 +14,7 @@ import math
 import numpy as np
 import torch
 
-from toonvae.data import batches, to_float
-
-SAMPLERS = ("prior", "gmm")
-
-
-def resolve(kind: str, arch: str) -> str:
-    """``sampler.kind`` as a sampler: ``auto`` is the prior for hvae, whose prior is learned
-    level by level and is what its samples should honestly come from, and the mixture for
-    the flat-latent archs, whose N(0, I) prior the aggregate posterior does not fill."""
-    if kind != "auto":
-        return kind
-    return "prior" if arch == "hvae" else "gmm"
+from toonvae.data import batches, seeded_rows, to_float
 
 
 @torch.inference_mode()
@@ -42,9 +31,7 @@ def posterior_means(model, images: np.ndarray, batch_size: int, device,
 
 def subset(n: int, limit: int, seed: int) -> np.ndarray | None:
     """Sorted indices of a seeded random ``limit`` of ``n`` rows; None when n <= limit (all)."""
-    if n <= limit:
-        return None
-    return np.sort(np.random.default_rng([seed, n, limit]).choice(n, limit, replace=False))
+    return None if n <= limit else seeded_rows(n, limit, [seed, n, limit])
 
 
 FULL_COVARIANCE_MAX_DIM = 512  # above: diagonal covariances (hvae's 1344-dim latent)

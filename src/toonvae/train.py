@@ -5,37 +5,33 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from toonvae import distributed, fingerprint, losses
+from toonvae import archs, distributed, fingerprint, losses
+from toonvae.archs import DEFAULT_ARCH, ModelConfig, arch, build
+from toonvae.archs.base import LatentVAE
 from toonvae.checkpoint import Checkpointer, Position, data_digest
 from toonvae.data import ImageRows, PreparedData, batches, prefetched, to_float
 from toonvae.distributed import World
 from toonvae.errors import ToonvaeError
-from toonvae.model import LatentVAE, ModelConfig, build, count_parameters, save_model
+from toonvae.model import count_parameters, save_model
 from toonvae.numerics import platform, thread_count
 from toonvae.optim import make_optimizer
-from toonvae.params import TrainParams
+from toonvae.params import SAME_RUN, TrainParams
 from toonvae.progress import Parts, log, progress
 from toonvae.runtime import (autocast, pick_device, resolve_precision, set_determinism,
                              use_channels_last)
 from toonvae.sampler import fit_gmm, posterior_means, subset
 
-# The notebook's Adam lr; ours. At any batch size: scaling it up with the batch (by the
-# square root or linearly) trained worse at batch 128 (benchmarks/recipe_bench.py batch-*).
-ARCH_LR = {"seed": 0.0005, "resnet": 0.004, "hvae": 0.002}
 # train.batch_size: auto, per device type. The CPU runs at the same speed per image from
-# batch 32 to 128 (benchmarks/train_bench.py), so it keeps the batch the recipe was tuned
-# at; a GPU pays a fixed cost per step, so it needs large batches to be busy.
-AUTO_BATCH = {"cpu": 32, "mps": 32, "cuda": 512}
-# ... except hvae on a CPU: its steps cost about the same per image at 16 as at 32, and in the
-# same wall-clock twice the steps gave it better mse, ELBO, IWAE and prior samples on both
-# datasets (experiments/hvae-sweep.json; README: hvae's batch). The resnet did not gain.
-ARCH_CPU_BATCH = {"hvae": 16}
+# batch 32 to 128 (benchmarks/train_bench.py), so it keeps the batch each arch's recipe was
+# tuned at (its registry entry's cpu_batch); a GPU pays a fixed cost per step, so it needs
+# large batches to be busy.
+AUTO_BATCH = {"mps": 32, "cuda": 512}
 SYNC_EVERY = 32  # batches between loss read-backs on a GPU
 DEVICE_DATA_FRACTION = 0.5  # put a split in GPU memory when it takes at most this much free memory
 # Work after the last epoch is capped so that it does not grow with the dataset: the
@@ -47,9 +43,14 @@ GMM_IMAGES = 10_000
 
 @dataclass(frozen=True)
 class TrainConfig(TrainParams):
-    """params.yaml's ``train`` section plus the values of other sections that training reads."""
+    """params.yaml's ``train`` section plus the values of other sections that training reads.
+
+    ``train`` resolves its ``auto`` and null values (batch size, lr, device, precision)
+    before training starts, so the resolved config is what the run is, and ``run_settings``
+    is derived from it: a new setting needs no list updated."""
     seed: int = 0
-    gmm_components: int = 10  # of the mixture fitted to posterior means after training
+    gmm_components: int = field(default=10, metadata=SAME_RUN)  # of the mixture fitted to
+    # posterior means after training; the training loop (what a checkpoint holds) is the same
     numerics: str = "portable"  # runtime.numerics (toonvae.numerics)
 
     @classmethod
@@ -59,21 +60,34 @@ class TrainConfig(TrainParams):
         return cls(**train, seed=p.seed, gmm_components=p.sampler.gmm_components,
                    numerics=p.runtime.numerics)
 
+    def run_settings(self) -> dict:
+        """Every setting that changes the training loop's numbers: what a checkpoint must
+        match to be resumed. Fields marked ``SAME_RUN`` (checkpoint_every, nproc, ...) are
+        left out: a run resumes across them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not f.metadata.get("same_run")}
+
+    def model_file_record(self) -> dict:
+        """The settings the model file records beside the weights (``toonvae info``)."""
+        return {key: getattr(self, key) for key in MODEL_FILE_RECORD}
+
+
+# A summary, in the order model files have always listed it (their bytes depend on it).
+MODEL_FILE_RECORD = ("epochs", "lr", "batch_size", "beta", "seed", "optimizer", "schedule", "ema")
+
 
 def resolve_batch_size(batch_size: int | str, device: torch.device, processes: int = 1,
-                       arch: str = "resnet") -> int:
+                       arch_name: str = DEFAULT_ARCH) -> int:
     """``train.batch_size`` as a number of images per optimizer step (over all processes).
 
-    ``auto`` is ``AUTO_BATCH`` of the device type (``ARCH_CPU_BATCH`` for ``arch`` on a
-    CPU): per GPU on CUDA (one GPU per process), in all on the CPU; rounded up so that the
+    ``auto`` is the arch's ``cpu_batch`` on a CPU (in all), ``AUTO_BATCH`` of the device
+    type elsewhere (per GPU on CUDA, one GPU per process); rounded up so that the
     processes share it evenly.
     """
     if batch_size != "auto":
         return int(batch_size)
     kind = torch.device(device).type
-    per_device = AUTO_BATCH.get(kind, AUTO_BATCH["cpu"])
-    if kind == "cpu":
-        per_device = ARCH_CPU_BATCH.get(arch, per_device)
+    per_device = AUTO_BATCH.get(kind, arch(arch_name).cpu_batch)
     total = per_device * processes if kind == "cuda" else per_device
     return -(-total // processes) * processes
 
@@ -113,37 +127,119 @@ def make_ema(model: LatentVAE, decay: float):
     return AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
 
 
-def run_epoch(model: LatentVAE, array, cfg: TrainConfig, likelihood: str, device, *,
-              optimizer=None, rng=None, epoch: int = 0, desc: str = "",
-              start: Position | None = None, after_step=None, precision: str = "fp32",
-              channels_last: bool = False, sync_every: int | None = None,
-              recipe: Recipe | None = None, ema=None, world: World = World()) -> dict:
-    """One pass over ``array``; trains when an optimizer is given. Returns mean losses.
+@dataclass
+class TrainState:
+    """What a training step reads and changes: the network, its optimizer and recipe, the
+    loss, and where training stands (``step``, the global optimizer step)."""
+    net: torch.nn.Module  # what the step runs: the model, or DistributedDataParallel around it
+    optimizer: torch.optim.Optimizer
+    recipe: Recipe
+    likelihood: str  # the training objective (losses.training_loss)
+    free_bits: float = 0.0
+    clip: float | None = None  # the gradient norm's clip (the arch's), or None
+    ema: object | None = None  # torch's AveragedModel (make_ema), updated after every step
+    precision: str = "fp32"
+    channels_last: bool = False
+    step: int = 0
 
-    ``array`` is a split on disk (``ImageRows``) or a uint8 tensor already on ``device``.
-    ``start`` resumes an epoch after its first ``start.step`` batches, with the running
-    sums it had then; ``after_step(step, totals, seen)`` is called after each batch.
-    ``recipe`` sets the learning rate and beta of each batch; ``ema`` is updated after
-    each optimizer step. The logged loss is the negative ELBO (beta 1, no free bits).
-    Under DDP (``world``) each process takes its share of every batch and the read-back
-    sums the losses over all processes, so every process sees the same totals.
-    The losses are read back (and checked for NaN) every ``sync_every`` batches; by
-    default every batch on the CPU and every ``SYNC_EVERY`` on a GPU, so the host does not
-    wait for the device in between. A checkpointing ``after_step`` forces every batch.
+    @property
+    def model(self) -> LatentVAE:
+        """The model inside ``net``."""
+        return getattr(self.net, "module", self.net)
+
+
+def train_step(state: TrainState, x: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on the float images ``x`` (already on the device, in the memory
+    format of ``state.channels_last``): the recipe's lr and beta at ``state.step``, the
+    loss, its gradient, the clip, the update, the weight average. Returns the detached
+    [negative ELBO, reconstruction, KL] of the batch (beta 1, no free bits), unread, so a
+    GPU is not waited for."""
+    with autocast(state.precision, x.device):
+        mean, mu, logvar = state.net(x)
+    beta = state.recipe.beta_at(state.step)
+    for group in state.optimizer.param_groups:
+        group["lr"] = state.recipe.lr_at(state.step)
+    loss, recon, kl = losses.training_loss(state.likelihood, x, mean, mu, logvar, beta,
+                                           state.free_bits)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if state.clip:
+        torch.nn.utils.clip_grad_norm_(state.net.parameters(), state.clip)
+    state.optimizer.step()
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
+    state.step += 1
+    return torch.stack([recon + kl, recon, kl]).detach()
+
+
+def eval_step(model: torch.nn.Module, x: torch.Tensor, likelihood: str,
+              precision: str = "fp32") -> torch.Tensor:
+    """The detached [negative ELBO, reconstruction, KL] of the batch ``x``, no gradients."""
+    with autocast(precision, x.device):
+        mean, mu, logvar = model(x)
+    _, recon, kl = losses.training_loss(likelihood, x, mean, mu, logvar, 1.0)
+    return torch.stack([recon + kl, recon, kl]).detach()
+
+
+@dataclass
+class Pass:
+    """How one pass over a split runs: ``batch_size`` images per step on ``device``, its
+    share of each batch under DDP (``world``), losses read back (and checked for NaN)
+    every ``sync_every`` batches (default: every batch on the CPU, every ``SYNC_EVERY`` on
+    a GPU, so the host does not wait for the device in between)."""
+    batch_size: int
+    device: torch.device
+    world: World = field(default_factory=World)
+    sync_every: int | None = None
+    channels_last: bool = False
+
+    def __post_init__(self):
+        self.device = torch.device(self.device)
+        if self.sync_every is None:
+            self.sync_every = 1 if self.device.type == "cpu" else SYNC_EVERY
+
+
+def train_epoch(state: TrainState, array, how: Pass, rng: np.random.Generator, epoch: int,
+                start: Position | None = None, after_step=None, desc: str = "") -> dict:
+    """One shuffled pass of ``train_step`` over ``array``; the mean losses.
+
+    ``array`` is a split on disk (``ImageRows``) or a uint8 tensor already on the device.
+    ``start`` resumes the epoch after its first ``start.step`` batches, with the running
+    sums it had then; ``after_step(step, totals, seen)`` is called after each batch (it
+    forces a read-back every batch: a checkpoint never holds weights past an unchecked loss).
     """
-    training = optimizer is not None
-    device = torch.device(device)
-    model.train(training)
+    state.net.train()
+    steps = (len(array) // how.batch_size if len(array) >= how.batch_size
+             else math.ceil(len(array) / how.batch_size))
     start = start or Position(epoch)
+    state.step = epoch * steps + start.step
+    return _pass(lambda x: train_step(state, x), array, how, steps, epoch, start, after_step,
+                 rng, desc, lambda value, where: _diverged(value, where, state))
+
+
+def validate(model: torch.nn.Module, array, likelihood: str, how: Pass, epoch: int = 0,
+             precision: str = "fp32", desc: str = "validation") -> dict:
+    """The mean losses of ``model`` over ``array``, in order, with no gradients."""
+    model.eval()
+    steps = math.ceil(len(array) / how.batch_size)
+    with torch.no_grad():
+        return _pass(lambda x: eval_step(model, x, likelihood, precision), array, how, steps,
+                     epoch, Position(epoch), None, None, desc,
+                     lambda value, where: ToonvaeError(
+                         f"the validation loss became {value} {where}; the model diverged: "
+                         "lower train.lr and retrain"))
+
+
+def _pass(step, array, how: Pass, n_batches: int, epoch: int, start: Position, after_step,
+          rng, desc: str, diverged) -> dict:
+    """Run ``step`` on each batch (shuffled by ``rng`` and dropping a last partial batch,
+    or in order where ``rng`` is None) and sum its losses, weighted by images. Under DDP
+    each process takes its share of every batch, and the read-back sums the losses over
+    all processes, so every process sees the same totals."""
     totals = np.array(start.totals, dtype=np.float64)
     seen = start.seen
-    n_batches = math.ceil(len(array) / cfg.batch_size)
-    if training and len(array) >= cfg.batch_size:
-        n_batches = len(array) // cfg.batch_size
-    if sync_every is None:
-        sync_every = 1 if device.type == "cpu" else SYNC_EVERY
-    if after_step is not None:
-        sync_every = 1  # a checkpoint must never hold weights past an unchecked loss
+    world, device = how.world, how.device
+    sync_every = 1 if after_step is not None else how.sync_every
     pending: list[tuple[int, int, torch.Tensor]] = []  # (step, images, [loss, recon, kl])
 
     def read_back():
@@ -154,56 +250,36 @@ def run_epoch(model: LatentVAE, array, cfg: TrainConfig, likelihood: str, device
             sums = distributed.all_sum(sums).cpu().numpy()
             counts = sums[:, 3]
             values = sums[:, :3] / np.maximum(counts, 1)[:, None]
-            pending[:] = [(step, int(n), v) for (step, _, v), n in zip(pending, counts)]
+            pending[:] = [(i, int(n), v) for (i, _, v), n in zip(pending, counts)]
         else:
             values = torch.stack([v for _, _, v in pending]).cpu().double().numpy()
-        for (step, n, _), row in zip(pending, values):
+        for (i, n, _), row in zip(pending, values):
             if not np.isfinite(row[0]):
-                raise _nonfinite(float(row[0]), epoch, step, n_batches, optimizer, recipe)
+                raise diverged(float(row[0]), f"at epoch {epoch + 1}, batch {i + 1} of {n_batches}")
             totals += n * row
             seen += n
             if after_step is not None:
-                after_step(step + 1, totals, seen)
+                after_step(i + 1, totals, seen)
         bar.update(len(pending))
         pending.clear()
 
-    clip = (model.module if world.distributed else model).grad_clip if training else None
     bar = progress(total=n_batches, desc=desc, unit="batch")
     bar.update(start.step)
-    with bar, torch.set_grad_enabled(training):
-        reader = batches(array, cfg.batch_size, shuffle=training, rng=rng, drop_last=training,
-                         start=start.step, shard=(world.rank, world.size))
+    with bar:
+        reader = batches(array, how.batch_size, shuffle=rng is not None, rng=rng,
+                         drop_last=rng is not None, start=start.step,
+                         shard=(world.rank, world.size))
         if device.type == "cuda" and not isinstance(array, torch.Tensor):
             reader = prefetched(reader, pin=True)  # a split streamed from disk
-        for step, xb in enumerate(reader, start=start.step):
+        for i, xb in enumerate(reader, start=start.step):
             if len(xb) == 0:  # a last validation batch smaller than the number of processes
-                pending.append((step, 0, torch.zeros(3, device=device)))
-                if len(pending) >= sync_every:  # in step with the other processes' read-backs
-                    read_back()
-                continue
-            x = to_float(xb, device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(precision, device):
-                mean, mu, logvar = model(x)
-            beta = cfg.beta
-            if training and recipe is not None:
-                global_step = epoch * n_batches + step
-                beta = recipe.beta_at(global_step)
-                for group in optimizer.param_groups:
-                    group["lr"] = recipe.lr_at(global_step)
-            loss, recon, kl = losses.training_loss(likelihood, x, mean, mu, logvar, beta,
-                                                   cfg.free_bits if training else 0.0)
-            if training:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                optimizer.step()
-                if ema is not None:
-                    ema.update_parameters(model.module if world.distributed else model)
-            pending.append((step, len(x), torch.stack([recon + kl, recon, kl]).detach()))
-            if len(pending) >= sync_every:
+                pending.append((i, 0, torch.zeros(3, device=device)))
+            else:
+                x = to_float(xb, device)
+                if how.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                pending.append((i, len(x), step(x)))
+            if len(pending) >= sync_every:  # in step with the other processes' read-backs
                 read_back()
         if pending:
             read_back()
@@ -211,13 +287,8 @@ def run_epoch(model: LatentVAE, array, cfg: TrainConfig, likelihood: str, device
     return {"loss": loss, "recon": recon, "kl": kl}
 
 
-def _nonfinite(value: float, epoch: int, step: int, n_batches: int, optimizer,
-               recipe: Recipe | None = None) -> ToonvaeError:
-    where = f"at epoch {epoch + 1}, batch {step + 1} of {n_batches}"
-    if optimizer is None:
-        return ToonvaeError(f"the validation loss became {value} {where}; the model diverged: "
-                            "lower train.lr and retrain")
-    lr = recipe.lr if recipe is not None else optimizer.param_groups[0]["lr"]  # not the scheduled
+def _diverged(value: float, where: str, state: TrainState) -> ToonvaeError:
+    lr = state.recipe.lr  # the configured lr, not the scheduled one
     return ToonvaeError(f"the training loss became {value} {where}; training stopped: lower "
                         f"train.lr (now {lr:g}, try {lr / 4:g}) or check the data")
 
@@ -244,7 +315,7 @@ def fit_log_scale(model: LatentVAE, array, batch_size: int, device,
     the best of those: the grid's minimum, since the likelihood of a scale has one minimum.
     """
     model.eval()
-    pixel_nll = losses.PIXEL_NLL[model.cfg.eval_likelihood]
+    pixel_nll = losses.PIXEL_NLL[archs.eval_likelihood(model.cfg)]
     values = int(np.prod(array.shape[1:]))
     n = min(len(array), max_images, max(1, 2**24 // values))
     pairs = []  # (images, reconstructions) of each batch
@@ -328,8 +399,7 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
                                                           device.type)
         if warning:
             log(f"warning: {warning}")
-    cfg = dataclasses.replace(cfg, batch_size=resolve_batch_size(cfg.batch_size, device,
-                                                                 world.size, model_cfg.arch))
+    cfg = resolved(cfg, model_cfg.arch, device, world.size)
     if not world.distributed:
         return _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path,
                       device, world, record)
@@ -345,11 +415,19 @@ def train(data_dir: Path, model_path: Path, curves_dir: Path, model_cfg: ModelCo
         distributed.finish()
 
 
-def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, device,
-           world: World, record: dict) -> dict:
+def resolved(cfg: TrainConfig, arch_name: str, device: torch.device,
+             processes: int = 1) -> TrainConfig:
+    """``cfg`` with its auto and null values decided: the batch size, the arch's lr, the
+    device type and the precision it trains in."""
+    return dataclasses.replace(
+        cfg, batch_size=resolve_batch_size(cfg.batch_size, device, processes, arch_name),
+        lr=cfg.lr if cfg.lr is not None else arch(arch_name).lr, device=device.type,
+        precision=resolve_precision(cfg.precision, device))
+
+
+def _train(data_dir, model_path, curves_dir, model_cfg: ModelConfig, cfg: TrainConfig,
+           checkpoint_path, device, world: World, record: dict) -> dict:
     parts = Parts(sync=torch.cuda.synchronize if device.type == "cuda" else None)
-    precision = resolve_precision(cfg.precision, device)
-    channels_last = use_channels_last(device)
     data = PreparedData(data_dir)
     if data.image_size != model_cfg.image_size:
         raise ToonvaeError(f"{data_dir}: prepared at {data.image_size} px but image_size is "
@@ -363,20 +441,12 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
         with parts("data to device"):
             train_set, val_set = (stage_on_device(train_set, device),
                                   stage_on_device(val_set, device))
-    model = build(model_cfg).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    likelihood = model_cfg.resolved_likelihood
-    lr = cfg.lr if cfg.lr is not None else ARCH_LR[model_cfg.arch]
-    params = [p for n, p in model.named_parameters() if n != "log_scale"]
-    optimizer = make_optimizer(cfg.optimizer, params, lr, cfg.weight_decay, device)
-    steps_per_epoch = len(train_set) // cfg.batch_size or 1
-    recipe = Recipe(cfg, lr, steps_per_epoch)
-    ema = make_ema(model, cfg.ema) if cfg.ema > 0 else None
-    log(f"training {model_cfg.arch} VAE ({count_parameters(model):,} parameters, "
-        f"{likelihood} likelihood) on {len(train_set)} images, batch {cfg.batch_size}, "
-        f"lr {lr:g}, device {device}, {precision}"
-        + (", channels_last" if channels_last else "")
+    state = new_state(model_cfg, cfg, device, len(train_set))
+    how = Pass(cfg.batch_size, device, world, channels_last=state.channels_last)
+    log(f"training {model_cfg.arch} VAE ({count_parameters(state.model):,} parameters, "
+        f"{state.likelihood} likelihood) on {len(train_set)} images, batch {cfg.batch_size}, "
+        f"lr {cfg.lr:g}, device {device}, {cfg.precision}"
+        + (", channels_last" if state.channels_last else "")
         + (", data in device memory" if isinstance(train_set, torch.Tensor) else "")
         + (f", {world.size} processes (DDP, {'nccl' if device.type == 'cuda' else 'gloo'})"
            if world.distributed else ""))
@@ -384,27 +454,17 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
     ckpt = None
     pos = Position()
     if checkpoint_path is not None:
-        # Everything that changes the numbers; checkpoint_every does not.
         run = {"model": model_cfg.to_dict(), "data": data_digest(data.root),
-               "train": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": lr,
-                         "beta": cfg.beta, "seed": cfg.seed, "threads": cfg.threads,
-                         "numerics": cfg.numerics,
-                         "device": device.type, "precision": precision,
-                         "deterministic": cfg.deterministic, "optimizer": cfg.optimizer,
-                         "weight_decay": cfg.weight_decay, "schedule": cfg.schedule,
-                         "warmup_steps": cfg.warmup_steps,
-                         "kl_warmup_epochs": cfg.kl_warmup_epochs,
-                         "free_bits": cfg.free_bits, "ema": cfg.ema}}
-        # The train.nproc of the run is not in it: a DDP checkpoint resumes in one process.
+               "train": cfg.run_settings()}
         ckpt = Checkpointer(checkpoint_path, run, writer=world.main)
-        pos = ckpt.resume(model, optimizer, ema) or pos
-    evaluated = ema.module if ema is not None else model  # what validation sees and is saved
-    net = model
+        pos = ckpt.resume(state.model, state.optimizer, state.ema) or pos
+    model = state.model
+    evaluated = state.ema.module if state.ema is not None else model  # validated and saved
     if world.distributed:  # after the resume, so every process starts from the same weights
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
-                                      else None)
+        state.net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
+                                            else None)
 
     with _live(curves_dir) if world.main else contextlib.nullcontext() as live:
         for entry in pos.history:  # epochs done before an interruption: the same curve files
@@ -415,18 +475,14 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
                 torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, world.rank])
                                       .generate_state(1)[0]))
             with parts("epochs"):
-                tr = run_epoch(net, train_set, cfg, likelihood, device, optimizer=optimizer,
-                               rng=rng, epoch=epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                               start=pos if pos.epoch == epoch else None,
-                               after_step=_every(ckpt, cfg.checkpoint_every, model, optimizer,
-                                                 epoch, pos.history, ema),
-                               precision=precision, channels_last=channels_last,
-                               recipe=recipe, ema=ema, world=world)
+                tr = train_epoch(state, train_set, how, rng, epoch,
+                                 start=pos if pos.epoch == epoch else None,
+                                 after_step=_every(ckpt, cfg.checkpoint_every, state, epoch,
+                                                   pos.history),
+                                 desc=f"epoch {epoch + 1}/{cfg.epochs}")
             with parts("validation"):
-                va = run_epoch(evaluated, val_set, cfg, likelihood, device, epoch=epoch,
-                               desc="validation", precision=precision,
-                               channels_last=channels_last,
-                               world=world) if len(val_set) else None
+                va = validate(evaluated, val_set, state.likelihood, how, epoch,
+                              cfg.precision) if len(val_set) else None
             entry = {split: {k: round(float(v), 4) for k, v in values.items()}
                      for split, values in (("train", tr), ("val", va)) if values}
             pos.history.append(entry)
@@ -434,18 +490,49 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
                 _log_epoch(live, entry)
             if ckpt:
                 with parts("checkpoints"):
-                    ckpt.save(model, optimizer, Position(epoch + 1, 0, history=pos.history),
-                              ema)
+                    ckpt.save(model, state.optimizer,
+                              Position(epoch + 1, 0, history=pos.history), state.ema)
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {tr['loss']:.2f}"
                 + (f", val loss {va['loss']:.2f}" if va else "")
                 + f" (recon {tr['recon']:.2f}, kl {tr['kl']:.2f})")
 
     result = {"epochs": cfg.epochs, "images": len(train_set), "batch_size": cfg.batch_size,
-              "lr": lr, "history": pos.history, "parts": parts}
-    if not world.main:  # rank 0 finishes the model alone
-        return result
-    if ema is not None:
-        model.load_state_dict(ema.module.state_dict())
+              "lr": cfg.lr, "history": pos.history, "parts": parts}
+    if world.main:  # rank 0 finishes the model alone
+        if state.ema is not None:
+            model.load_state_dict(state.ema.module.state_dict())
+        _finish(model, train_set, val_set, cfg, device, parts)
+        with parts("save"):
+            save_model(model, model_path, extra={"train": cfg.model_file_record(),
+                                                 "data": data.manifest["counts"],
+                                                 "platform": record})
+            if ckpt:
+                ckpt.remove()
+    return result
+
+
+def new_state(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
+              images: int) -> TrainState:
+    """A fresh model of ``model_cfg`` on ``device`` and everything its training steps
+    use, for ``images`` training images under the resolved ``cfg`` (see ``resolved``)."""
+    device = torch.device(device)
+    channels_last = use_channels_last(device)
+    model = build(model_cfg).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    params = [p for n, p in model.named_parameters() if n != "log_scale"]
+    return TrainState(
+        net=model, optimizer=make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay,
+                                            device),
+        recipe=Recipe(cfg, cfg.lr, images // cfg.batch_size or 1),
+        likelihood=archs.likelihood(model_cfg), free_bits=cfg.free_bits,
+        clip=arch(model_cfg.arch).grad_clip(model_cfg),
+        ema=make_ema(model, cfg.ema) if cfg.ema > 0 else None,
+        precision=cfg.precision, channels_last=channels_last)
+
+
+def _finish(model: LatentVAE, train_set, val_set, cfg: TrainConfig, device, parts) -> None:
+    """After the last epoch: the likelihood's scale, then the latent mixture."""
     with parts("log-scale fit"):
         fit_log_scale(model, val_set if len(val_set) else train_set, cfg.batch_size, device)
     with parts("posterior means"):
@@ -453,18 +540,6 @@ def _train(data_dir, model_path, curves_dir, model_cfg, cfg, checkpoint_path, de
         means = posterior_means(model, train_set, cfg.batch_size, device, index=index)
     with parts("mixture fit"):
         model.gmm = fit_gmm(means, cfg.gmm_components, cfg.seed, device)
-    with parts("save"):
-        save_model(model, model_path, extra={"train": {"epochs": cfg.epochs, "lr": lr,
-                                                         "batch_size": cfg.batch_size,
-                                                         "beta": cfg.beta, "seed": cfg.seed,
-                                                         "optimizer": cfg.optimizer,
-                                                         "schedule": cfg.schedule,
-                                                         "ema": cfg.ema},
-                                             "data": data.manifest["counts"],
-                                             "platform": record})
-        if ckpt:
-            ckpt.remove()
-    return result
 
 
 def _log_epoch(live, entry: dict) -> None:
@@ -476,13 +551,13 @@ def _log_epoch(live, entry: dict) -> None:
     live.next_step()
 
 
-def _every(ckpt, every: int, model, optimizer, epoch: int, history: list, ema=None):
+def _every(ckpt, every: int, state: TrainState, epoch: int, history: list):
     """The after_step callback that checkpoints every ``every`` batches, or None."""
     if ckpt is None or every <= 0:
         return None
 
     def after_step(step, totals, seen):
         if step % every == 0:
-            ckpt.save(model, optimizer, Position(epoch, step, totals.tolist(), seen, history),
-                      ema)
+            ckpt.save(state.model, state.optimizer,
+                      Position(epoch, step, totals.tolist(), seen, history), state.ema)
     return after_step

@@ -13,7 +13,7 @@ VDVAE, Child 2021), small enough to train in minutes on a CPU.
   Between resolutions h is resized x2 and convolved (no checkerboard); after the last
   group the path goes on like the resnet decoder to the image.
 - Means and log-scales are soft-clamped to +-5 (NVAE), the gradient norm is clipped
-  (``GRAD_CLIP_PER_DIM``; VDVAE clips and skips), and the prior and posterior start at N(0, I) (their last convs start
+  (its registry entry's ``grad_clip_per_value``; VDVAE clips and skips), and the prior and posterior start at N(0, I) (their last convs start
   at zero), so training starts with no KL. Without these, a run with two groups per
   level blew its KL up to 3.6e12 nats in its second epoch.
 
@@ -34,18 +34,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from toonvae.archs.base import LatentVAE
 from toonvae.archs.blocks import Block, Residual, upsample
 from toonvae.archs.resnet import encoder_stages, resnet_widths
 from toonvae.errors import ToonvaeError
-from toonvae.model import LatentVAE
 
 GROUPS = (1, 1, 1)  # latent groups at each resolution, coarsest first. Two at each of the
 # two coarsest (1664 latents) came out no better at 4 epochs on anime (mse 0.0084 against
 # 0.0078, swd from the prior 82.5 against 80.4) and took longer per epoch
 LEVELS = len(GROUPS)
 BOUND = 5.0  # means and log standard deviations stay within +-BOUND
-GRAD_CLIP_PER_DIM = 4.0  # the gradient's norm is clipped to this many times the pixel
-# values per image (the loss is in nats per image): about 5x its median at 64 px
 
 
 def latent_layout(cfg) -> list[tuple[int, int]]:
@@ -115,10 +113,6 @@ class Group(nn.Module):
 class HVAE(LatentVAE):
     """Bottom-up encoder, top-down path with ``GROUPS`` latent groups; see the module."""
 
-    @property
-    def grad_clip(self) -> float:
-        return GRAD_CLIP_PER_DIM * 3 * self.cfg.image_size ** 2
-
     def __init__(self, cfg):
         super().__init__(cfg)
         ch = resnet_widths(cfg)
@@ -141,6 +135,16 @@ class HVAE(LatentVAE):
                 self.stages.append(nn.ModuleList([Block(f"res block {width}", Residual(width))]))
         self.head = Block("GN, SiLU, resize x2, conv 3x3, 3",
                           nn.GroupNorm(min(8, ch[0]), ch[0]), nn.SiLU(), *upsample(ch[0], 3))
+
+    def latent_levels(self) -> list[tuple[str, int]]:
+        """(name, end offset) of each resolution's groups, top first (``4x4``, ``8x8``,
+        ``16x16`` at 64 px)."""
+        ends: dict[str, int] = {}
+        end = 0
+        for channels, side in latent_layout(self.cfg):
+            end += channels * side * side
+            ends[f"{side}x{side}"] = end
+        return list(ends.items())
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's map at each latent resolution, coarsest first."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from toonvae.archs.base import FlatVAE
 from toonvae.archs.blocks import Block, Flatten, Residual, Unflatten, upsample
 
 
@@ -60,3 +61,8 @@ def upsampler(kind: str, c_in: int, c_out: int) -> tuple[str, list[nn.Module]]:
     if kind == "tconv":
         return f"tconv 4x4/2, {c_out}", [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
     return f"resize x2, conv 3x3, {c_out}", upsample(c_in, c_out)
+
+
+class ResnetVAE(FlatVAE):
+    """The flat latent (``FlatVAE``) on ``resnet_networks``."""
+    networks = staticmethod(resnet_networks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from toonvae.archs.base import FlatVAE
 from toonvae.archs.blocks import Block, Flatten, Unflatten
 
 SEED_ENCODER = (128, 128, 64, 32)  # the notebook's widths
@@ -32,3 +33,8 @@ def seed_networks(cfg):
         c_in = c
     dec.append(Block("conv 3x3, 3", nn.Conv2d(c_in, 3, 3, padding=1)))
     return nn.Sequential(*enc), nn.Sequential(*dec), feat
+
+
+class SeedVAE(FlatVAE):
+    """The flat latent (``FlatVAE``) on the notebook's ``seed_networks``."""
+    networks = staticmethod(seed_networks)

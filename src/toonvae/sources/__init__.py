@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
+from toonvae.files import atomic_dir
 from toonvae.imagefiles import list_images
 from toonvae.params import DatasetParams, ParamError
 
@@ -46,19 +46,9 @@ def download(ds: DatasetParams, out_dir: Path, seed: int, downloads: Path = DOWN
     or refused download never leaves a half-filled ``out_dir`` behind.
     """
     check(ds, key)
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(out_dir) as tmp:
         _fill(ds, tmp, seed, Path(downloads))
-        count = len(list_images(tmp))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-    return count
+        return len(list_images(tmp))
 
 
 def _fill(ds: DatasetParams, tmp: Path, seed: int, downloads: Path) -> int:

@@ -7,7 +7,6 @@ matches (when one is given) is renamed to ``dest``.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import time
 import urllib.error
@@ -15,17 +14,10 @@ import urllib.request
 from pathlib import Path
 
 from toonvae.errors import ToonvaeError
+from toonvae.files import sha256_of
 from toonvae.progress import log, progress
 
 CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(url: str, dest: Path, sha256: str | None = None, *, retries: int = 5,

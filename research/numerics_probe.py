@@ -1,6 +1,6 @@
 """Which environment variables change the bits of a training step on this CPU, and at what cost.
 
-    python benchmarks/numerics_probe.py [--steps 5]
+    python research/numerics_probe.py [--steps 5]
 
 Runs a few AdamW steps of the default model (64 px, latent 128, batch 32, fixed data and
 seed) in a fresh process per setting, and prints a hash of the final weights and the time
@@ -21,7 +21,8 @@ from toonvae import numerics
 STEP = """
 import hashlib, os, sys, time, torch
 from toonvae.losses import training_loss
-from toonvae.model import ModelConfig, build
+from toonvae.archs import build
+from toonvae.archs import ModelConfig
 if os.environ.get("PROBE_MKLDNN_OFF"):
     torch.backends.mkldnn.enabled = False
 torch.manual_seed(0)

@@ -1,5 +1,6 @@
-"""The Markdown tables of ``arch_bench.py``'s rows, without torch: the README's tables are
-these functions' output over the committed JSON files (tests/test_readme.py checks it)."""
+"""The Markdown tables of ``benchmarks/arch_bench.py``'s rows (experiments/archs*.json,
+hvae-*.json), without torch: the documentation's tables are these functions' output over
+the committed JSON files (tests/test_readme.py checks it)."""
 
 from __future__ import annotations
 

@@ -3,10 +3,10 @@
 # matter, each under its own timeout inside one overall budget, each writing to $OUT as it
 # goes (a step killed at its limit still leaves its log).
 #
-#   on the device, from the repo root:  bash benchmarks/gpu_session.sh          (~10 min)
-#   here, on a CPU, a dry run in ~5 min: bash benchmarks/gpu_session.sh --tiny
-#   the architectures instead:           bash benchmarks/gpu_session.sh --archs [--tiny]
-#   hvae's settings at the CPU budget:   bash benchmarks/gpu_session.sh --sweep|--sweep-batch [--tiny]
+#   on the device, from the repo root:  bash research/gpu_session.sh          (~10 min)
+#   here, on a CPU, a dry run in ~5 min: bash research/gpu_session.sh --tiny
+#   the architectures instead:           bash research/gpu_session.sh --archs [--tiny]
+#   hvae's settings at the CPU budget:   bash research/gpu_session.sh --sweep|--sweep-batch [--tiny]
 #
 # --sweep (~5.5 min on an H200), --sweep-batch (~5 min): hvae variants (learning rate,
 # latent size, weight average, likelihood, batch, KL warm-up) and the resnet at smaller
@@ -93,7 +93,7 @@ if [[ $PLAN == sweep ]]; then
             "hvae+lr=0.003+epochs=6,hvae+lr=0.004+latent_dim=2688+epochs=6,hvae+schedule=constant+epochs=6,hvae+free_bits=0.01+epochs=6,hvae+epochs=12,hvae+epochs=18")
     if ((TINY)); then
         rm -rf /tmp/k
-        step prepare 240 python3 benchmarks/gpu_pipeline.py --datasets anime cartoon --until preprocess \
+        step prepare 240 python -m benchmarks.gpu_pipeline --datasets anime cartoon --until preprocess \
             --work /tmp/k --out "$OUT/prep.json" "${PREP[@]}"
         REPO=/tmp/k/repo SWEEP=(--hvae-latent-dim 84)
         mapfile -t PARTS < <(printf '%s\n' "${PARTS[@]}" | sed 's/epochs=[0-9]*/epochs=1/g')
@@ -104,7 +104,7 @@ if [[ $PLAN == sweep ]]; then
     fi
     for dataset in anime cartoon; do
         for part in 0 1 2; do
-            step "sweep $dataset $part" 600 python3 benchmarks/arch_bench.py --repo $REPO \
+            step "sweep $dataset $part" 600 python -m benchmarks.arch_bench --repo $REPO \
                 --datasets $dataset --archs "${PARTS[part]}" --set batch_size=32 \
                 --set precision=fp32 "${SWEEP[@]}" --json "$OUT/sweep$ROUND-$dataset-$part.json" &
         done
@@ -117,7 +117,7 @@ fi
 
 if [[ $PLAN == archs ]]; then
     rm -rf /tmp/k
-    step prepare 240 python3 benchmarks/gpu_pipeline.py --datasets anime cartoon --until preprocess \
+    step prepare 240 python -m benchmarks.gpu_pipeline --datasets anime cartoon --until preprocess \
         --work /tmp/k --out "$OUT/prep.json" --log "$OUT/prep.dvc.log" "${PREP[@]}"
     # from the clone, so that its params (runtime.numerics: native) are the ones pinned
     step archs 600 bash -c "cd /tmp/k/repo && python3 '$PWD/benchmarks/arch_bench.py' --repo . \
@@ -128,14 +128,14 @@ if [[ $PLAN == archs ]]; then
     exit 0
 fi
 
-step bench 150 python3 benchmarks/gpu_bench.py --out /tmp/gb --profile "${BENCH[@]}"
+step bench 150 python -m benchmarks.gpu_bench --out /tmp/gb --profile "${BENCH[@]}"
 cp /tmp/gb/gpu_bench.json /tmp/gb/profile.txt "$OUT/" 2>/dev/null
 
-step pipeline64 300 python3 benchmarks/gpu_pipeline.py "${P64[@]}" --out "$OUT/p64.json" --log "$OUT/p64.dvc.log"
+step pipeline64 300 python -m benchmarks.gpu_pipeline "${P64[@]}" --out "$OUT/p64.json" --log "$OUT/p64.dvc.log"
 
 rm -rf /tmp/old && git worktree add -f -q --detach /tmp/old 37f6366 >>"$LOG" 2>&1
 step baseline 60 env PYTHONPATH=/tmp/old/src:/tmp/old/benchmarks python3 /tmp/old/benchmarks/gpu_bench.py --out /tmp/gbo "${OLD[@]}"
 
-step pipeline256 600 python3 benchmarks/gpu_pipeline.py "${P256[@]}" --out "$OUT/p256.json" --log "$OUT/p256.dvc.log"
+step pipeline256 600 python -m benchmarks.gpu_pipeline "${P256[@]}" --out "$OUT/p256.json" --log "$OUT/p256.dvc.log"
 echo "== done at ${SECONDS}s" | tee -a "$LOG"
 grep -E "^(== |best epoch|data in device|\| |\`dvc repro)|step_ms|kernel_ms|syncs_per|device_busy|kernels_per|epoch_seconds|Error|error:" "$LOG" | tail -n 150

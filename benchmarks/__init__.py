@@ -1,0 +1,1 @@
+"""Benchmarks of toonvae: run them from the repository root as ``python -m benchmarks.<name>``."""
