@@ -281,7 +281,7 @@ def main() -> None:
         measured = planned is None and not args.same_epochs and len(timed) > 1
         steps = {a: 1.0 for a in archs}  # seconds per training image: an epoch's cost
         if measured:
-            sizes = {a: resolve_batch_size(trains[a].batch_size, device, arch=configs[a].arch)
+            sizes = {a: resolve_batch_size(trains[a].batch_size, device, 1, configs[a].arch)
                      for a in timed}
             probes = {a: (configs[a], to_float(data.split("train")[:sizes[a]], device),
                           resolve_precision(trains[a].precision, device)) for a in timed}
