@@ -21,20 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 
 import yaml
 
 from benchmarks.harness import clone_head, timed
+from toonvae.errors import ToonvaeError, report_errors
 from toonvae.report import LOWER_IS_BETTER, read_metrics
-
-
-def spread(values: dict[str, dict[str, list]]) -> dict[str, dict[str, float]]:
-    return {name: {key: statistics.stdev(v) for key, v in metrics.items()
-                   if len(v) > 1 and all(isinstance(x, (int, float)) for x in v)}
-            for name, metrics in values.items()}
+from toonvae.spread import check_addition, record
 
 
 def main() -> None:
@@ -48,8 +43,6 @@ def main() -> None:
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     earlier = json.loads(args.add.read_text()) if args.add else None
-    if earlier and set(seeds) & set(earlier["seeds"]):
-        raise SystemExit(f"{args.add} has seeds {earlier['seeds']} already")
     args.out = args.out or args.add
     work = Path(tempfile.mkdtemp(prefix="toonvae-seed-spread-"))
     try:
@@ -59,26 +52,15 @@ def main() -> None:
         if args.datasets:
             unknown = sorted(set(args.datasets.split(",")) - set(names))
             if unknown:
-                raise SystemExit(f"--datasets: {', '.join(unknown)} not in params.yaml's "
-                                 f"datasets ({', '.join(names)})")
+                raise ToonvaeError(f"--datasets: {', '.join(unknown)} not in params.yaml's "
+                                   f"datasets ({', '.join(names)})")
             names = [n for n in names if n in args.datasets.split(",")]
-        if earlier and sorted(earlier["values"]) != sorted(names):
-            raise SystemExit(f"{args.add} holds datasets {', '.join(sorted(earlier['values']))}; "
-                             f"add to it with --datasets {','.join(sorted(earlier['values']))}")
         base_seed = params["seed"]
         values = {n: {k: [read_metrics(clone / "metrics" / f"{n}.json")[k]]
                       for k in LOWER_IS_BETTER} for n in names}
-        commits = {str(seed): head for seed in seeds}
         if earlier:
-            if {n: {k: v[:1] for k, v in m.items()} for n, m in earlier["values"].items()} != values:
-                raise SystemExit(f"{args.add}: its seed-0 values are not {head}'s committed "
-                                 "metrics, so its seeds measured other results; run without --add")
+            check_addition(earlier, args.add, seeds, values, head)
             values = earlier["values"]
-            commits = {**earlier.get("commits", {str(s): earlier["commit"]
-                                                 for s in earlier["seeds"][1:]}), **commits}
-            seeds_before = earlier["seeds"]
-        else:
-            seeds_before = [base_seed]
         print(f"preparing the data of {head} ...", flush=True)
         timed(["dvc", "repro", *(f"preprocess@{n}" for n in names)], clone, env)
         for seed in seeds:
@@ -93,8 +75,7 @@ def main() -> None:
             print(f"seed {seed}: {run['seconds']:.0f} s; " + "; ".join(
                 f"{n} mse {values[n]['mse'][-1]:.5f} swd {values[n]['swd'][-1]}"
                 for n in names), flush=True)
-        result = {"commit": head, "seeds": [*seeds_before, *seeds], "commits": commits,
-                  "values": values, "spread": spread(values)}
+        result = record(head, seeds, values, earlier, base_seed)
         text = json.dumps(result, indent=2) + "\n"
         print(text)
         if args.out:
@@ -104,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(report_errors(main))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -71,45 +72,44 @@ def test_compare_takes_experiment_names_and_refuses_unknown_revisions(repo):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow  # a benchmark script end to end
-def test_seed_spread_adds_a_seed_to_a_file_of_the_same_results(tiny_pipeline, tmp_path):
+def test_a_spread_file_grows_only_with_seeds_of_the_same_results():
+    from toonvae.spread import check_addition, record
+
+    committed = {"cartoon": {"mse": [0.01], "swd": [20.0]}}
+    earlier = record("abc1234", [], {n: {k: list(v) for k, v in m.items()}
+                                     for n, m in committed.items()})
+    assert earlier["seeds"] == [0] and earlier["spread"] == {"cartoon": {}}
+    check_addition(earlier, "spread.json", [1], committed, "abc1234")  # fine
+    refusals = {
+        "has seeds [0] already": ([0], committed),
+        "holds datasets cartoon; add to it with --datasets cartoon": (
+            [1], {**committed, "anime": {"mse": [0.02], "swd": [30.0]}}),
+        "its seed-0 values are not abc1234's committed metrics": (
+            [1], {"cartoon": {"mse": [0.02], "swd": [20.0]}}),
+    }
+    for message, (seeds, now) in refusals.items():
+        with pytest.raises(ToonvaeError, match=re.escape(message)):
+            check_addition(earlier, "spread.json", seeds, now, "abc1234")
+    values = {"cartoon": {"mse": [0.01, 0.012, 0.011], "swd": [20.0, 22.0, "n/a"]}}
+    grown = record("def5678", [1, 2], values, earlier)
+    assert grown["seeds"] == [0, 1, 2] and grown["commits"] == {"1": "def5678", "2": "def5678"}
+    assert grown["spread"] == {"cartoon": {"mse": pytest.approx(statistics.stdev([0.01, 0.012,
+                                                                                  0.011]))}}
+
+
+@pytest.mark.slow  # the benchmark script (a clone of the tiny pipeline)
+def test_seed_spread_refuses_a_file_of_other_results_in_one_line(tiny_pipeline, tmp_path):
     repo = tiny_pipeline[0]
-    names = ("cartoon",)  # --datasets: one dataset's spread (the other's runs the same code)
-    committed = {n: report.read_metrics(repo / "metrics" / f"{n}.json")
-                 for n in ("cartoon", "myfaces")}
-    seed0 = {n: {k: [m[k]] for k in report.LOWER_IS_BETTER} for n, m in committed.items()}
+    committed = report.read_metrics(repo / "metrics" / "cartoon.json")
     script = [sys.executable, "-m", "benchmarks.seed_spread", "--repo", str(repo)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the benchmarks package, from anywhere
-
-    def run_script(cmd, cwd, check=True):
-        return run(cmd, cwd, check, env)
-    both = tmp_path / "both.json"
-    both.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": seed0}))
-    other_sets = run_script([*script, "--seeds", "1", "--datasets", "cartoon", "--add", str(both)],
-                     tmp_path, check=False)
-    assert other_sets.returncode != 0
-    assert "holds datasets cartoon, myfaces; add to it with --datasets cartoon,myfaces" in (
-        other_sets.stderr)
-    unknown = run_script([*script, "--datasets", "cartoon,nope"], tmp_path, check=False)
-    assert unknown.returncode != 0 and "--datasets: nope not in params.yaml" in unknown.stderr
-    seed0 = {"cartoon": seed0["cartoon"]}
-    script += ["--datasets", "cartoon"]
-    earlier = tmp_path / "spread.json"
-    earlier.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": seed0}))
-    again = run_script([*script, "--seeds", "0", "--add", str(earlier)], tmp_path, check=False)
-    assert again.returncode != 0 and "has seeds [0] already" in again.stderr
+    unknown = run([*script, "--datasets", "cartoon,nope"], tmp_path, check=False, env=env)
+    assert unknown.returncode == 2 and unknown.stderr.strip().splitlines()[-1] == (
+        "error: --datasets: nope not in params.yaml's datasets (cartoon, myfaces)")
     other = tmp_path / "other.json"
-    other.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": {
-        n: {k: [v[0] * 2 if k == "mse" else v[0]] for k, v in m.items()}
-        for n, m in seed0.items()}}))
-    refused = run_script([*script, "--seeds", "1", "--add", str(other)], tmp_path, check=False)
-    assert refused.returncode != 0 and "not" in refused.stderr, refused.stderr
-    assert "committed metrics" in refused.stderr and "seeds measured other results" in refused.stderr
-
-    run_script([*script, "--seeds", "1", "--add", str(earlier)], tmp_path)
-    result = json.loads(earlier.read_text())
-    assert result["seeds"] == [0, 1] and result["commits"]["1"] == result["commit"] != "abc1234"
-    for n in names:
-        mse = result["values"][n]["mse"]
-        assert mse[0] == committed[n]["mse"] and len(mse) == 2 and mse[1] != mse[0]
-        assert result["spread"][n]["mse"] == pytest.approx(statistics.stdev(mse))
+    other.write_text(json.dumps({"commit": "abc1234", "seeds": [0], "values": {"cartoon": {
+        k: [committed[k] * 2 if k == "mse" else committed[k]] for k in report.LOWER_IS_BETTER}}}))
+    refused = run([*script, "--datasets", "cartoon", "--seeds", "1", "--add", str(other)],
+                  tmp_path, check=False, env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "its seed-0 values are not" in refused.stderr and "run without --add" in refused.stderr

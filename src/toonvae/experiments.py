@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toonvae.errors import ToonvaeError
+from toonvae.files import replace_between
 from toonvae.progress import log, read_summaries
 from toonvae.report import unnested
 
@@ -293,13 +294,7 @@ def _drop(ours, theirs) -> str:
 
 
 def write_readme(table: str, readme: Path) -> None:
-    text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise ToonvaeError(f"{readme}: no {START} ... {END} markers; add them where the "
-                           "table belongs")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    readme.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+    replace_between(readme, START, END, table)
 
 
 def main(argv=None) -> None:

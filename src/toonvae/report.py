@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 from toonvae.errors import ToonvaeError, report_errors
+from toonvae.files import replace_between
+from toonvae.spread import SPREAD
 
 # The order of the keys in each file, which is dvc exp show's column order: what a
 # comparison reads first, then the rest of the scores, then counts and settings.
@@ -74,21 +75,13 @@ def results_table(metrics_dir: Path) -> str:
 
 def update_readme(readme: Path, metrics_dir: Path) -> bool:
     """Rewrite the table between the markers; return whether the file changed."""
-    text = Path(readme).read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"{readme}: no {START} ... {END} markers")
-    new = pattern.sub(lambda _: f"{START}\n{results_table(metrics_dir)}\n{END}", text)
-    if new != text:
-        Path(readme).write_text(new, encoding="utf-8")
-    return new != text
+    return replace_between(readme, START, END, results_table(metrics_dir))
 
 
 # Compared by --compare, and which way is better.
 LOWER_IS_BETTER = {"mse": True, "elbo_bpd": True, "iwae_bpd": True, "swd": True, "psnr": False,
                    "ssim": False, "kl": None, "active_units": None, "swd_prior": True,
                    "swd_gmm": True, "attr_probe_acc": False, "attr_recon_acc": False}
-SPREAD = Path("experiments/spread.json")
 # A difference of two runs has sqrt(2) times one run's spread; within two of its standard
 # deviations (about 95% of seed-to-seed differences) it is called noise.
 NOISE = 2 * math.sqrt(2)
