@@ -77,7 +77,10 @@ step() {  # step NAME LIMIT CMD...: run CMD under min(LIMIT, what is left), log 
 if ! python3 -c "import dvc, dvclive" 2>/dev/null; then
     step install 120 bash -c "python3 -m pip install -q --no-index --no-build-isolation --find-links .whl dvc dvclive kagglehub torch-fidelity && python3 -m pip install -q --no-index --no-deps --no-build-isolation -e ."
 fi
-git config --global user.email bench@localhost; git config --global user.name gpu-session
+# Commits DVC makes (exp run) need an identity: given to this session's processes only,
+# never written into the machine's global git config.
+export GIT_AUTHOR_NAME=gpu-session GIT_AUTHOR_EMAIL=bench@localhost
+export GIT_COMMITTER_NAME=gpu-session GIT_COMMITTER_EMAIL=bench@localhost
 
 if [[ $PLAN == sweep ]]; then
     # Three parts per dataset, three processes. Round 1: hvae+epochs=6 twice, in two

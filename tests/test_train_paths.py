@@ -155,20 +155,20 @@ def test_precision_and_determinism_switches():
 def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
     """benchmarks/gpu_bench.py end to end at toy sizes: smoke train, epochs, report."""
     proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_bench", "--out", str(tmp_path),
-                           "--device", "cpu", "--images", "96", "--smoke-images", "96",
-                           "--smoke-epochs", "3", "--batches", "32", "--profile",
-                           "--image-size", "32"],
+                           "--device", "cpu", "--images", "32", "--smoke-images", "32",
+                           "--smoke-epochs", "2", "--batches", "16", "--profile",
+                           "--image-size", "16"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "best epoch over 96 images on cpu" in proc.stdout
-    assert "data in device memory / host reads, batch 32" in proc.stdout
+    assert "best epoch over 32 images on cpu" in proc.stdout
+    assert "data in device memory / host reads, batch 16" in proc.stdout
     report = (tmp_path / "gpu_bench.json").read_text()
     assert '"loss_decreased": true' in report and '"model_loads": true' in report
-    assert json.loads(report)["image_size"] == 32
+    assert json.loads(report)["image_size"] == 16
     blob = torch.load(tmp_path / "model.pt", weights_only=True)  # the smoke run's model
-    assert blob["config"]["image_size"] == 32
+    assert blob["config"]["image_size"] == 16
     profile = json.loads(report)["profile"]
-    assert profile["steps"] == 3 and profile["ops_per_step"] > 10
+    assert profile["steps"] == 2 and profile["ops_per_step"] > 10
     assert "aten::" in (tmp_path / "profile.txt").read_text()
 
 
@@ -176,8 +176,8 @@ def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
 def test_the_train_benchmark_prints_its_ratios(tmp_path):
     """benchmarks/train_bench.py at toy sizes, so the script cannot rot unseen."""
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.train_bench", "--images", "64",
-                           "--reps", "1", "--steps", "1", "--matmul-size", "512",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.train_bench", "--images", "32",
+                           "--reps", "1", "--steps", "1", "--matmul-size", "256",
                            "--image-size", "32", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -119,5 +119,6 @@ def training_loss(likelihood: str, x, mean, mu, logvar, beta: float, free_bits: 
     return recon.mean() + beta * kl_term, recon.mean(), kl.mean()
 
 
-def bits_per_dim(nats_per_image: torch.Tensor, dims: int) -> torch.Tensor:
+def bits_per_dim(nats_per_image, dims: int):
+    """Nats per image (a float or a tensor) as bits per pixel value."""
     return nats_per_image / (dims * math.log(2.0))

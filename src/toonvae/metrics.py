@@ -103,7 +103,7 @@ def reconstruction_metrics(model: LatentVAE, test: np.ndarray, batch_size: int, 
         "psnr": sums["psnr"] / n,
         "ssim": float(ssim_sum / torch.tensor(float(n), device=device)),
         "kl": sums["kl"] / n,
-        "elbo_bpd": sums["nelbo"] / n / (dims * math.log(2.0)),
+        "elbo_bpd": losses.bits_per_dim(sums["nelbo"] / n, dims),
         "active_units": int((mu_var > ACTIVE_VARIANCE).sum()),
         "kl_per_dim": (kl_dims / n).tolist(),
         "n_test": n,
@@ -145,7 +145,7 @@ def iwae_bpd(model: LatentVAE, images: np.ndarray, k: int, batch_size: int, seed
             total += -(torch.logsumexp(lw, 0) - math.log(k)).sum().item()
             n += len(x)
             bar.update()
-    return total / n / (dims * math.log(2.0))
+    return losses.bits_per_dim(total / n, dims)
 
 
 @torch.inference_mode()

@@ -45,6 +45,11 @@ def _one_of(*values):
     return _rule(lambda v: v in values, "one of " + ", ".join(map(str, values)))
 
 
+# What the sources take, defined once (toonvae.sources uses them too).
+SYNTHETIC_STYLES = ("anime", "cartoon")  # procedural faces in the layout of each real set
+KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/versions/\d+$")  # owner/dataset/versions/N
+MAX_ARCHIVE_BYTES = 64 * 2**30  # archives unpack to no more (the Cartoon Set 100k: ~5 GB)
+
 SOURCE_KEYS = {  # the options each source reads, beside source, crop and crop_box
     "synthetic": {"style", "count", "raw_size"},
     "kaggle": {"handle", "glob"},
@@ -61,12 +66,12 @@ class DatasetParams:
     # Fractions of the raw image (x0, y0, x1, y1), used when crop is "box".
     crop_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     # synthetic: procedural faces in the layout of the real dataset
-    style: str = field(default="anime", metadata=_one_of("anime", "cartoon"))
+    style: str = field(default="anime", metadata=_one_of(*SYNTHETIC_STYLES))
     count: int = field(default=1000, metadata=_range(10, 10_000_000))
     raw_size: int = field(default=256, metadata=_range(32, 2048))
     # kaggle: a pinned kagglehub handle, owner/dataset/versions/N
     handle: typing.Optional[str] = field(default=None, metadata=_rule(
-        lambda v: re.match(r"^[\w.-]+/[\w.-]+/versions/\d+$", v) is not None,
+        lambda v: KAGGLE_HANDLE.match(v) is not None,
         "a pinned handle owner/dataset/versions/N"))
     # url: an http(s) archive, and optionally its sha256
     url: typing.Optional[str] = field(default=None, metadata=_rule(
@@ -80,7 +85,7 @@ class DatasetParams:
         lambda v: bool(v) and not v.startswith("/") and ".." not in v.split("/"),
         "a relative glob such as **/*.png"))
     # archives may not unpack to more than this
-    max_bytes: int = field(default=64 * 2**30, metadata=_range(1, 2**50))
+    max_bytes: int = field(default=MAX_ARCHIVE_BYTES, metadata=_range(1, 2**50))
 
     def _check(self, key, given):
         # Options of other sources may stay (so `dvc exp run -S datasets.x.source=url

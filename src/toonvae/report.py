@@ -17,7 +17,6 @@ from pathlib import Path
 
 from toonvae.errors import ToonvaeError, report_errors
 from toonvae.files import replace_between
-from toonvae.spread import SPREAD
 
 # The order of the keys in each file, which is dvc exp show's column order: what a
 # comparison reads first, then the rest of the scores, then counts and settings.
@@ -82,6 +81,7 @@ def update_readme(readme: Path, metrics_dir: Path) -> bool:
 LOWER_IS_BETTER = {"mse": True, "elbo_bpd": True, "iwae_bpd": True, "swd": True, "psnr": False,
                    "ssim": False, "kl": None, "active_units": None, "swd_prior": True,
                    "swd_gmm": True, "attr_probe_acc": False, "attr_recon_acc": False}
+SPREAD = Path("experiments/spread.json")  # toonvae.spread's file of seed-to-seed spreads
 # A difference of two runs has sqrt(2) times one run's spread; within two of its standard
 # deviations (about 95% of seed-to-seed differences) it is called noise.
 NOISE = 2 * math.sqrt(2)

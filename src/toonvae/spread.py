@@ -1,5 +1,5 @@
 """The seed spread: each metric's values over seeds of the same params and data, and their
-standard deviation, in ``experiments/spread.json``. ``python -m toonvae.report --compare``
+standard deviation, in ``experiments/spread.json`` (``toonvae.report.SPREAD``). ``python -m toonvae.report --compare``
 reads it to tell noise from change; ``python -m benchmarks.seed_spread`` measures it.
 
 A file is ``{"commit", "seeds", "commits", "values": {dataset: {metric: [one per seed]}},
@@ -10,11 +10,8 @@ A file is ``{"commit", "seeds", "commits", "values": {dataset: {metric: [one per
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 from toonvae.errors import ToonvaeError
-
-SPREAD = Path("experiments/spread.json")
 
 
 def spread(values: dict[str, dict[str, list]]) -> dict[str, dict[str, float]]:

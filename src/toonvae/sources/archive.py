@@ -17,9 +17,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from toonvae.errors import ToonvaeError
+from toonvae.params import MAX_ARCHIVE_BYTES
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-DEFAULT_MAX_BYTES = 64 * 2**30  # the Cartoon Set 100k unpacks to about 5 GB
 
 
 def is_archive(path: Path) -> bool:
@@ -43,7 +43,7 @@ def _too_big(archive: Path, total: int, max_bytes: int) -> ToonvaeError:
                         f"({total:,} so far); raise datasets.<name>.max_bytes if this is expected")
 
 
-def extract(archive: Path, target: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+def extract(archive: Path, target: Path, max_bytes: int = MAX_ARCHIVE_BYTES) -> int:
     """Extract ``archive`` into ``target`` (created); return the number of files written."""
     archive, target = Path(archive), Path(target)
     target.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def _copy_limited(src, dst, limit: int, chunk: int = 1 << 20) -> int:
         dst.write(block)
 
 
-def extract_to(archive: Path, out_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+def extract_to(archive: Path, out_dir: Path, max_bytes: int = MAX_ARCHIVE_BYTES) -> int:
     """Extract into ``out_dir``; on any refusal remove what was written and re-raise."""
     try:
         return extract(archive, out_dir, max_bytes)

@@ -8,19 +8,18 @@ or ``~/.kaggle/kaggle.json``, or ``kagglehub.login()``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from toonvae.errors import ToonvaeError
+from toonvae.params import KAGGLE_HANDLE
 
-HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/versions/\d+$")
 HINT = ("set Kaggle credentials (KAGGLE_USERNAME and KAGGLE_KEY, or ~/.kaggle/kaggle.json) "
         "and check the handle, or use source: synthetic to work offline")
 
 
 def download(handle: str) -> Path:
     """The local folder holding the files of ``handle`` (from kagglehub's cache or Kaggle)."""
-    if not HANDLE.match(handle):
+    if not KAGGLE_HANDLE.match(handle):
         raise ToonvaeError(f"datasets.<name>.handle: {handle!r} is not pinned; "
                            "use owner/dataset/versions/N")
     try:

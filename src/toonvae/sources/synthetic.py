@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from toonvae.params import SYNTHETIC_STYLES
 from toonvae.progress import progress
 
 # ---------------------------------------------------------------- palettes
@@ -45,7 +46,6 @@ CARTOON_ATTRIBUTES = {
     "eye_color": len(CARTOON_EYES), "eye_shape": 3, "eyebrow_shape": 4, "mouth": 4,
     "facial_hair": 4, "glasses": 4, "glasses_color": len(GLASSES),
 }
-STYLES = ("anime", "cartoon")
 
 
 def generate(style: str, out_dir: Path, count: int, seed: int, size: int,
@@ -54,8 +54,8 @@ def generate(style: str, out_dir: Path, count: int, seed: int, size: int,
 
     Faces are independent, so they are drawn by ``workers`` processes (0: one per core).
     """
-    if style not in STYLES:
-        raise ValueError(f"unknown synthetic style {style!r}; allowed: {', '.join(STYLES)}")
+    if style not in SYNTHETIC_STYLES:
+        raise ValueError(f"unknown synthetic style {style!r}; allowed: {', '.join(SYNTHETIC_STYLES)}")
     folder = Path(out_dir) / ("cartoonset" if style == "cartoon" else "images")
     folder.mkdir(parents=True, exist_ok=True)
     jobs = [(style, folder, seed, size, i) for i in range(count)]
