@@ -30,7 +30,7 @@ On a CUDA machine it trains and scores there, as the stages do (``train.device``
     cd /tmp/k/repo && python -m benchmarks.arch_bench --repo . --datasets anime
 
 (run from the clone, so that its ``runtime.numerics: native`` applies; see
-``research/gpu_session.sh --archs``).
+``research/gpu_runbook.sh --archs``).
 
 With ``--figures DIR`` it also writes DIR/<dataset>.png: test faces, then each arch's
 reconstructions, prior samples and mixture samples, row by row, and DIR/<dataset>-detail.png:

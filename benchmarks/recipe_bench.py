@@ -28,6 +28,7 @@ from toonvae.data import PreparedData
 from toonvae.evaluation import sample_quality
 from toonvae.model import load_model
 from toonvae.params import EvaluateParams
+from toonvae.tables import recipe_table
 from toonvae.train import TrainConfig, train
 
 VARIANTS = {  # the first is the baseline of the ratios
@@ -99,12 +100,7 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
     base = rows[0]
     print(f"\n{args.dataset}, {args.epochs} epochs; ratios are variant / {base['variant']}\n")
-    print("| variant | mse | elbo (bits/dim) | swd prior | swd gmm | mse ratio | swd gmm ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['variant']} | {r['mse']:.5f} | {r['elbo_bpd']:.3f} | {r['swd_prior']:.1f} | "
-              f"{r['swd_gmm']:.1f} | {r['mse'] / base['mse']:.3f} | "
-              f"{r['swd_gmm'] / base['swd_gmm']:.3f} |")
+    print(recipe_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

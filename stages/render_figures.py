@@ -1,4 +1,4 @@
-"""render-figures stage: the README pictures of one dataset into figures/<dataset>/."""
+"""render-figures stage: every picture of one dataset into figures/<dataset>/."""
 
 from toonvae.stage import dataset_stage, pin_numerics, run
 

@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import ROOT, copy_repo, run
 from test_pipeline import ONE_CORE, OTHER_CPU, dvc, dvc_env
 from toonvae import experiments
-from toonvae.errors import ToonvaeError
+from toonvae.tables import grid_table
 from toonvae.report import read_metrics
 
 
@@ -33,7 +33,7 @@ def test_table_has_a_row_per_experiment_and_the_default_vs_seed_line():
               210.0, 2_000),
         {"name": "beta-2", "overrides": {"train.beta": 2.0}, "status": "Failed"},
     ]}
-    table = experiments.render(results)
+    table = grid_table(results)
     lines = table.splitlines()
     assert lines[2] == ("| default | – | anime | 0.01000 | 20.00 | 6.500 | 6.490 | 40.0 | 200 "
                         "| 1,234,567 |")
@@ -45,24 +45,14 @@ def test_table_has_a_row_per_experiment_and_the_default_vs_seed_line():
                          "against 210 s.")
 
 
-def test_readme_table_goes_between_the_markers(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{experiments.START}\nold\n{experiments.END}\nrest\n")
-    experiments.write_readme("| new |", readme)
-    assert readme.read_text() == f"intro\n{experiments.START}\n| new |\n{experiments.END}\nrest\n"
-    readme.write_text("no markers")
-    with pytest.raises(ToonvaeError, match="no <!-- experiments:start --> .* markers"):
-        experiments.write_readme("| new |", readme)
-
-
-def test_readme_table_matches_the_committed_results():
+def test_grid_table_matches_the_committed_results():
     results = json.loads((ROOT / experiments.RESULTS).read_text())
     names = [e["name"] for e in results["grid"]]
     assert names[:2] == ["default", "seed"]  # the comparison the README is about
     assert names == [r.name for r in experiments.GRID if r.name in names]  # grid order
-    text = (ROOT / "README.md").read_text()
-    body = text.split(experiments.START)[1].split(experiments.END)[0].strip()
-    assert body == experiments.render(results), "run `python -m toonvae.experiments table`"
+    text = (ROOT / "docs" / "research" / "model-quality.md").read_text()
+    body = text.split("<!-- gen: experiments -->\n")[1].split("<!-- /gen -->")[0].strip()
+    assert body == grid_table(results), "run `python -m toonvae.experiments table`"
 
 
 def test_unknown_row_is_refused_in_one_line(tmp_path):
@@ -100,7 +90,7 @@ def test_queue_runs_the_rows_and_writes_the_table(tiny_pipeline, tmp_path):
     p = yaml.safe_load((repo / "params.yaml").read_text())
     p["datasets"] = {"cartoon": p["datasets"]["cartoon"]}
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    (repo / "README.md").write_text(f"# t\n{experiments.START}\n{experiments.END}\n")
+    (repo / "README.md").write_text("# t\n<!-- gen: experiments -->\n<!-- /gen -->\n")
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "cartoon only"], repo)
     assert "up to date" in dvc(["status"], repo).stdout

@@ -51,3 +51,16 @@ def test_this_environment_runs_the_locked_versions():
         if installed != version:
             mismatched.append(f"{name} {installed} (locked {version})")
     assert not mismatched, f"{sys.prefix}: " + ", ".join(mismatched)
+
+
+def test_the_docs_lock_changes_no_pin_of_the_compute_lock():
+    # docs/requirements.lock is installed beside this one (CI, Development): a package both
+    # name must be at the same version, so the site's tools never move what computes.
+    compute = locked()
+    text = (ROOT / "docs" / "requirements.lock").read_text()
+    docs = {canonicalize_name(m.group(1)): m.group(2)
+            for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)}
+    assert "mkdocs-material" in docs and text.count("--hash=sha256:") >= len(docs)
+    shared = sorted(set(docs) & set(compute))
+    assert shared, "expected shared packages (pyyaml, jinja2, ...)"
+    assert [n for n in shared if docs[n] != compute[n][0]] == []

@@ -1,9 +1,20 @@
+"""The README and the documentation pages: short, generated from their data, linked right."""
+
 import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
 
 from conftest import ROOT
-from toonvae.report import END, START, results_table
+from toonvae import pages
+from toonvae.errors import ToonvaeError
+from toonvae.report import results_table
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def quick_start_blocks():
@@ -22,35 +33,96 @@ def test_quick_start_is_two_one_line_commands_and_ci_runs_the_second():
     assert blocks[1] in ci.splitlines()
 
 
-def test_results_table_matches_the_metrics_files():
-    table = README.split(START)[1].split(END)[0].strip()
+def test_readme_is_a_front_door_of_at_most_200_lines():
+    assert len(README.splitlines()) <= 200
+    for heading in ("## Quick start", "## A CPU-only install", "## Results",
+                    "## Train on the real datasets",
+                    "## On a GPU", "## Compare experiments", "## Use a trained model",
+                    "## Development", "## Documentation"):
+        assert f"\n{heading}\n" in README, heading
+
+
+def test_the_python_version_is_the_one_pyproject_requires():
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11"
+    assert "Python 3.11 or later" in README
+
+
+def test_every_generated_block_agrees_with_its_data():
+    stale = pages.refresh(ROOT, write=False)
+    assert not stale, f"run python -m toonvae.pages: {stale}"
+    table = README.split("<!-- gen: results -->\n")[1].split("<!-- /gen -->")[0].strip()
     assert table == results_table(ROOT / "metrics")
     assert "| anime |" in table and "| cartoon |" in table
 
 
-def test_every_committed_figure_is_shown():
+def test_a_change_of_data_makes_its_page_stale(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "anime.json").write_text((ROOT / "metrics" / "anime.json").read_text())
+    page = tmp_path / "README.md"
+    page.write_text("# t\n<!-- gen: results -->\nold\n<!-- /gen -->\nrest\n")
+    assert pages.refresh(tmp_path) == [page]
+    assert "| anime | 0." in page.read_text() and page.read_text().endswith("<!-- /gen -->\nrest\n")
+    assert pages.refresh(tmp_path, write=False) == []
+    text = (tmp_path / "metrics" / "anime.json").read_text()
+    (tmp_path / "metrics" / "anime.json").write_text(text.replace('"mse": 0.', '"mse": 1.', 1))
+    assert pages.refresh(tmp_path, write=False) == [page]
+
+
+def test_a_broken_block_is_one_line_naming_the_page_and_the_block(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("<!-- gen: arch nosuch.json -->\n<!-- /gen -->\n")
+    with pytest.raises(ToonvaeError, match=r"README.md: <!-- gen: arch nosuch.json -->: "
+                       r".*nosuch.json: not found"):
+        pages.refresh(tmp_path)
+    (tmp_path / "README.md").write_text("<!-- gen: nonsense -->\n<!-- /gen -->\n")
+    proc = subprocess.run([sys.executable, "-m", "toonvae.pages", "--check", "--root",
+                           str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "no generator 'nonsense'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_committed_figure_is_shown_somewhere():
+    text = "\n".join(p.read_text(encoding="utf-8") for p in PAGES)
     figures = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "figures").rglob("*.png"))
     assert figures, "no committed figures"
     for fig in figures:
-        assert f"({fig})" in README, f"{fig} is not in the README"
+        assert f"/{fig})" in text or f"({fig})" in text, f"{fig} is on no page"
 
 
-def test_architecture_tables_are_the_benchmark_output_of_the_committed_rows():
-    import json
+def test_every_relative_link_of_the_readme_and_the_pages_exists():
+    for page in PAGES:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+://|#|mailto:", target):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.exists(), f"{page.relative_to(ROOT)} links {target}, which is not there"
 
-    from toonvae.tables import brief_table, gaps_table, table
 
-    def rows(name):
-        return json.loads((ROOT / "experiments" / name).read_text())
-    for name in ("archs.json", "archs-gpu.json", "upsample.json", "hvae-3x.json",
-                 "hvae-3x-b16.json"):
-        assert table(rows(name)) in README, f"README's table of experiments/{name} is stale"
-    temperatures = table(rows("hvae-temperatures.json")).split("\n\n")[-1]
-    assert temperatures.startswith("| dataset | arch | t = 0.5 |") and temperatures in README
-    assert brief_table(rows("hvae-sweep.json")) in README
-    for name in ("hvae-6x.json", "hvae-12x.json"):  # their gaps: in the one below
-        assert table(rows(name)).split("\n\n")[0] in README, f"experiments/{name} is stale"
-    gaps = gaps_table(rows("hvae-gaps.json") + rows("hvae-6x.json") + rows("hvae-12x.json"))
-    assert gaps.startswith("swd when the latent levels named") and gaps in README
-    seeds = sorted(rows("hvae-gaps.json") + rows("hvae-seeds.json"), key=lambda r: r["dataset"])
-    assert table(seeds).split("\n\n")[0] in README, "README's table of hvae's seeds is stale"
+def test_no_page_speaks_of_how_the_project_is_made():
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        words = re.findall(r"\b(issues?|sessions?|lent)\b", text, re.I)
+        assert not words, f"{page.relative_to(ROOT)}: {words}"
+
+
+def test_params_reference_lists_every_key_of_params_yaml():
+    import yaml
+
+    page = (ROOT / "docs" / "reference" / "params.md").read_text()
+    values = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, body in values.items():
+        keys = [section] if not isinstance(body, dict) or section == "datasets" else [
+            f"{section}.{k}" for k in body]
+        for key in keys:
+            assert f"| `{key}` |" in page or section == "datasets", key
+    assert "| `datasets.<name>.handle` |" in page
+
+
+@pytest.mark.slow
+def test_the_readme_python_snippet_runs_on_a_trained_pipeline(tiny_pipeline):
+    snippet = re.search(r"^```python\n(.*?)^```", README, re.M | re.S).group(1)
+    proc = subprocess.run([sys.executable, "-c", snippet + "\nprint(faces.shape, strip.shape)"],
+                          cwd=tiny_pipeline[0], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("torch.Size([16, 3, ") and "torch.Size([8, 3, " in proc.stdout

@@ -1,10 +1,10 @@
-"""The experiment table in the README, made with DVC's own queue.
+"""The experiment grid of the documentation, made with DVC's own queue.
 
 ``python -m toonvae.experiments run`` queues one DVC experiment per row of ``GRID``
 (``dvc exp run --queue -n <name> -S ...``), runs them with ``dvc queue start``, waits,
 then reads every experiment's metrics from ``dvc exp show --json`` and its stage times
 from ``dvc queue logs``. It updates those rows in ``experiments/results.json`` and writes
-the README table between the ``experiments:start/end`` markers and the comparison figures.
+the comparison figures and every ``<!-- gen: experiments -->`` table (toonvae.pages).
 ``collect`` does the same for rows already queued (it waits for them), and ``table``
 redraws the table from the results file.
 
@@ -26,15 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toonvae.errors import ToonvaeError
-from toonvae.files import replace_between
 from toonvae.progress import log, read_summaries
 from toonvae.report import unnested
 
-# The seed network's step is ~7x slower than the default's on a CPU (README, Performance):
+# The seed network's step is ~7x slower than the default's on a CPU (docs: Performance):
 # one epoch of it takes about as long as the default's eight. The table shows both times.
 SEED_EPOCHS = 1
 RESULTS = Path("experiments/results.json")
-START, END = "<!-- experiments:start -->", "<!-- experiments:end -->"
 
 
 @dataclass(frozen=True)
@@ -254,49 +252,6 @@ def comparison_figures(results: dict, repo: Path, names=("seed", "default"),
     return written
 
 
-def _fmt(v, digits):
-    return "–" if v is None else f"{v:.{digits}f}"
-
-
-def render(results: dict) -> str:
-    """The README table: one line per experiment and dataset, then default vs seed."""
-    lines = ["| experiment | changed | dataset | mse ↓ | psnr (dB) ↑ | elbo (bits/dim) ↓ | "
-             "iwae (bits/dim) ↓ | swd, best sampler ↓ | train time (s) | parameters |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    by_name = {e["name"]: e for e in results["grid"]}
-    for e in results["grid"]:
-        changed = ", ".join(f"`{k}={v}`" for k, v in e["overrides"].items()) or "–"
-        if e["status"] != "Success":
-            lines.append(f"| {e['name']} | {changed} | – | {e['status'].lower()} | | | | | | |")
-            continue
-        for dataset, m in e["datasets"].items():
-            lines.append(f"| {e['name']} | {changed} | {dataset} | {_fmt(m['mse'], 5)} | "
-                         f"{_fmt(m['psnr'], 2)} | {_fmt(m['elbo_bpd'], 3)} | "
-                         f"{_fmt(m['iwae_bpd'], 3)} | {_fmt(m['swd_best'], 1)} | "
-                         f"{_fmt(m.get('train_s'), 0)} | {e['parameters']:,} |")
-    default, seed = by_name.get("default"), by_name.get("seed")
-    if default and seed and "datasets" in default and "datasets" in seed:
-        lines.append("")
-        for dataset, d in default["datasets"].items():
-            s = seed["datasets"].get(dataset)
-            if not s:
-                continue
-            lines.append(f"- {dataset}: the default against `arch: seed` has "
-                         f"{_drop(d['mse'], s['mse'])} lower test mse, "
-                         f"{s['elbo_bpd'] - d['elbo_bpd']:.3f} bits/dim lower elbo and "
-                         f"{_drop(d['swd_best'], s['swd_best'])} lower swd, training for "
-                         f"{_fmt(d.get('train_s'), 0)} s against {_fmt(s.get('train_s'), 0)} s.")
-    return "\n".join(lines)
-
-
-def _drop(ours, theirs) -> str:
-    return f"{100 * (1 - ours / theirs):.0f}%"
-
-
-def write_readme(table: str, readme: Path) -> None:
-    replace_between(readme, START, END, table)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m toonvae.experiments", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -305,7 +260,6 @@ def main(argv=None) -> None:
                     help="dvc queue start --jobs; 1 keeps the train times comparable")
     ap.add_argument("--only", default="", help="comma-separated row names (default: all)")
     ap.add_argument("--repo", type=Path, default=Path("."))
-    ap.add_argument("--readme", type=Path, default=Path("README.md"))
     args = ap.parse_args(argv)
     repo = args.repo
     results_path = repo / RESULTS
@@ -339,9 +293,11 @@ def main(argv=None) -> None:
             log(f"failed: {', '.join(failed)}; see `dvc queue logs <name>`")
     if not results_path.is_file():
         raise ToonvaeError(f"{results_path}: not found; run `python -m toonvae.experiments run`")
-    write_readme(render(json.loads(results_path.read_text(encoding="utf-8"))),
-                 repo / args.readme if not args.readme.is_absolute() else args.readme)
-    log(f"wrote {results_path} and the table in {args.readme}")
+    from toonvae import pages
+
+    changed = pages.refresh(repo, only="experiments")
+    log(f"wrote {results_path}; the table in "
+        + (", ".join(str(p.relative_to(repo)) for p in changed) or "every page is up to date"))
 
 
 if __name__ == "__main__":

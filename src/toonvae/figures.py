@@ -1,4 +1,4 @@
-"""Every picture the README shows, written deterministically (no timestamps in PNGs)."""
+"""Every picture the README and the docs show, written deterministically (no timestamps in PNGs)."""
 
 from __future__ import annotations
 

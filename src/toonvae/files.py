@@ -9,7 +9,6 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from toonvae.errors import ToonvaeError
 
 CHUNK = 1 << 22  # bytes read at a time while hashing
 
@@ -64,17 +63,3 @@ def sha256_of(path) -> str:
         while block := f.read(CHUNK):
             h.update(block)
     return h.hexdigest()
-
-
-def replace_between(path, start: str, end: str, text: str) -> bool:
-    """Put ``text`` between the marker lines ``start`` and ``end`` of the file at ``path``
-    (a generated table in a hand-written page); return whether the file changed."""
-    old = Path(path).read_text(encoding="utf-8")
-    if start not in old or end not in old.split(start, 1)[1]:
-        raise ToonvaeError(f"{path}: no {start} ... {end} markers; add them where the "
-                           "table belongs")
-    head, rest = old.split(start, 1)
-    new = f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}"
-    if new != old:
-        write_text(path, new)
-    return new != old

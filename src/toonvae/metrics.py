@@ -1,4 +1,4 @@
-"""Evaluation metrics on the test split, as defined in the README (keep them stable).
+"""Evaluation metrics on the test split, as defined in docs/reference/metrics.md (keep them stable).
 
 Images are uint8 -> float in [0, 1]; reconstructions decode z = mu.
 - mse: mean squared error over all pixels and channels.

@@ -5,7 +5,7 @@
   thread count changes the order of summation. What that makes the same on another CPU
   is measured, not assumed: ``toonvae.fingerprint`` hashes the ops of a training step,
   and the train stage compares them with the fingerprint of the CPU that made the
-  committed results before it trains (README: Reproducibility has the CPUs confirmed).
+  committed results before it trains (docs/reference/reproducibility.md has the CPUs confirmed).
 - ``native``: the fastest kernels this CPU has and one thread per core: the same bytes on
   this machine only.
 

@@ -67,6 +67,7 @@ class DatasetParams:
     crop_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     # synthetic: procedural faces in the layout of the real dataset
     style: str = field(default="anime", metadata=_one_of(*SYNTHETIC_STYLES))
+    # synthetic: how many faces to draw, and their size in pixels.
     count: int = field(default=1000, metadata=_range(10, 10_000_000))
     raw_size: int = field(default=256, metadata=_range(32, 2048))
     # kaggle: a pinned kagglehub handle, owner/dataset/versions/N
@@ -76,6 +77,7 @@ class DatasetParams:
     # url: an http(s) archive, and optionally its sha256
     url: typing.Optional[str] = field(default=None, metadata=_rule(
         lambda v: re.match(r"^https?://[^\s/]+/\S*$", v) is not None, "an http:// or https:// URL"))
+    # url: the archive's sha256; without it the stage prints the one it got, to pin.
     sha256: typing.Optional[str] = field(default=None, metadata=_rule(
         lambda v: re.match(r"^[0-9a-fA-F]{64}$", v) is not None, "64 hex digits"))
     # folder: a local directory or .zip/.tar(.gz) archive
@@ -102,6 +104,7 @@ class DatasetParams:
 
 @dataclass(frozen=True)
 class PreprocessParams:
+    # Shares of the images held out for validation and test (a seeded permutation).
     val_fraction: float = field(default=0.05, metadata=_range(0.0, 0.5))
     test_fraction: float = field(default=0.05, metadata=_range(0.0, 0.5))
     min_side: int = field(default=32, metadata=_range(1, 4096))
@@ -130,6 +133,7 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
+    # Passes over the training split.
     epochs: int = field(default=8, metadata=_range(1, 100_000))
     # auto: what suits the device and arch (toonvae.train.resolve_batch_size: the arch's
     # cpu_batch on a CPU, 32 for resnet and seed, 16 for hvae; 512 per CUDA GPU).
@@ -138,7 +142,9 @@ class TrainParams:
     # null: the arch's own (toonvae.archs.ARCHS: seed the notebook's 0.0005; resnet 0.004;
     # hvae 0.002) at any batch size.
     lr: typing.Optional[float] = field(default=None, metadata=_range(1e-8, 10.0))
+    # Weight of the KL term (1: the ELBO itself).
     beta: float = field(default=1.0, metadata=_range(0.0, 1000.0))
+    # auto: cuda, then mps, then cpu.
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda", "mps"))
     # 0: runtime.numerics decides (portable: 2; native: one per core).
     threads: int = field(default=0, metadata=_range(0, 1024))
@@ -149,8 +155,9 @@ class TrainParams:
     # true: deterministic kernels, the same bytes on every run (the committed results);
     # false: lets cuDNN pick the fastest kernels (GPU speed, run-to-run noise).
     deterministic: bool = True
-    # The recipe (issue 8's comparison in the README says what each part is worth).
+    # The optimizer; the recipe's parts are measured in docs/research/training.md.
     optimizer: str = field(default="adamw", metadata=_one_of("adamw", "adam"))
+    # AdamW's decoupled weight decay.
     weight_decay: float = field(default=0.0, metadata=_range(0.0, 1.0))
     # cosine: from lr down to 0 over all batches, after the warm-up; constant: lr throughout.
     schedule: str = field(default="cosine", metadata=_one_of("cosine", "constant"))
@@ -177,6 +184,7 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
+    # Test images per forward pass.
     batch_size: int = field(default=250, metadata=_range(1, 65_536))
     # The importance-weighted bound: k samples per image, on the first N test images.
     iwae_samples: int = field(default=128, metadata=_range(1, 100_000))
@@ -195,11 +203,13 @@ class SamplerParams:
     # prior: z ~ N(0, I); gmm: a Gaussian mixture fitted to the training posterior means;
     # auto: the prior for hvae (its learned hierarchical prior), the mixture for the others.
     kind: str = field(default="auto", metadata=_one_of("auto", *SAMPLERS))
+    # Components of the mixture fitted after training.
     gmm_components: int = field(default=10, metadata=_range(1, 1000))
 
 
 @dataclass(frozen=True)
 class FiguresParams:
+    # Images in samples.png, reconstruction.png and noise.png, and grid columns.
     samples: int = field(default=32, metadata=_range(1, 1024))
     reconstructions: int = field(default=16, metadata=_range(1, 256))
     noise: int = field(default=32, metadata=_range(1, 1024))
@@ -208,26 +218,31 @@ class FiguresParams:
     interpolation_steps: int = field(default=8, metadata=_range(2, 32))
     traversal_dims: int = field(default=8, metadata=_range(1, 64))
     traversal_steps: int = field(default=9, metadata=_range(2, 32))
+    # The temperatures of temperature.png.
     temperatures: tuple[float, float, float] = field(default=(0.5, 0.7, 1.0), metadata=_rule(
         lambda v: all(0 < t <= 5 for t in v), "three temperatures above 0 and at most 5"))
     # Attribute vectors of these attributes (where the dataset labels them).
     attributes: tuple[str, str, str] = ("glasses", "facial_hair", "hair_color")
+    # Test faces each attribute vector is added to.
     attribute_faces: int = field(default=4, metadata=_range(1, 16))
 
 
 @dataclass(frozen=True)
 class RuntimeParams:
-    # portable: the same bytes on any x86-64 CPU with AVX2 (kernels capped at AVX2, fixed
-    # threads); native: the fastest kernels of this CPU, same bytes on this machine only.
+    # portable: kernels capped at AVX2 and fixed threads, so CPUs whose per-op fingerprint
+    # matches the committing CPU's give its bytes (docs: Reproducibility); native: this
+    # CPU's fastest kernels, the same bytes on this machine only.
     numerics: str = field(default="portable", metadata=_one_of("portable", "native"))
 
 
 @dataclass(frozen=True)
 class Params:
+    # Seeds every RNG: data drawing, the split, initialisation, batches, sampling.
     seed: int = field(metadata=_range(0, 2**32 - 1))
     image_size: int = field(metadata=_rule(lambda v: 16 <= v <= 1024 and v % 16 == 0,
                                            "a multiple of 16 between 16 and 1024 "
                                            "(the networks halve it four times)"))
+    # Size of the latent code (hvae: the total over its levels, channels x 336 at 64 px).
     latent_dim: int = field(metadata=_range(1, 4096))
     datasets: dict[str, DatasetParams]
     preprocess: PreprocessParams = PreprocessParams()

@@ -1,5 +1,5 @@
-"""metrics/<dataset>.json: its layout, the README's results table made from it (so the
-table cannot drift), and comparisons with another revision.
+"""metrics/<dataset>.json: its layout, the results table made from it (toonvae.pages puts
+it in the README, so it cannot drift), and comparisons with another revision.
 
 Each file nests its numbers under the dataset's name, ``{"anime": {"mse": ...}}``, so
 ``dvc exp show`` and ``dvc metrics diff`` name the columns ``anime.mse`` rather than
@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from toonvae.errors import ToonvaeError, report_errors
-from toonvae.files import replace_between
 
 # The order of the keys in each file, which is dvc exp show's column order: what a
 # comparison reads first, then the rest of the scores, then counts and settings.
@@ -48,7 +47,6 @@ def read_metrics(path: str | Path) -> dict:
     """The flat metrics of metrics/<dataset>.json."""
     return unnested(json.loads(Path(path).read_text()))
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
 COLUMNS = [("mse", "mse ↓", "{:.5f}"), ("psnr", "psnr (dB) ↑", "{:.2f}"),
            ("ssim", "ssim ↑", "{:.3f}"), ("elbo_bpd", "elbo (bits/dim) ↓", "{:.3f}"),
            ("iwae_bpd", "iwae (bits/dim) ↓", "{:.3f}"), ("kl", "kl (nats)", "{:.1f}"),
@@ -70,11 +68,6 @@ def results_table(metrics_dir: Path) -> str:
             cells[i] += " / " + "{:.3f}".format(m["attr_orig_acc"])
         lines.append(f"| {f.stem} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def update_readme(readme: Path, metrics_dir: Path) -> bool:
-    """Rewrite the table between the markers; return whether the file changed."""
-    return replace_between(readme, START, END, results_table(metrics_dir))
 
 
 # Compared by --compare, and which way is better.
@@ -164,7 +157,8 @@ def compare(rev: str, to: str | None = None, repo: Path = Path("."),
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m toonvae.report", description=(
-        "Without options: rewrite the README's results table from metrics/. With --compare: "
+        "Without options: print the results table of metrics/ (python -m toonvae.pages puts "
+        "it in the README). With --compare: "
         "each metric against another revision's, with its seed-to-seed spread."))
     ap.add_argument("--compare", metavar="REV", help="a commit, branch, tag or experiment")
     ap.add_argument("--to", metavar="REV", help="compare with this revision instead of the "
@@ -173,8 +167,7 @@ def main(argv=None) -> None:
     if args.compare:
         print(compare(args.compare, args.to))
         return
-    changed = update_readme(Path("README.md"), Path("metrics"))
-    print("README.md results table " + ("updated" if changed else "already up to date"))
+    print(results_table(Path("metrics")))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def run(main) -> None:
     Python's cycle collector walks every live object on each full pass, and once more at
     exit. torch's import leaves about 190,000 of them, none of them garbage: kept
     out of its way (no passes during the import, then frozen), a stage process starts and
-    ends about 1 s sooner, a fifth of a tiny stage (README: Development). The collector runs
+    ends about 1 s sooner, a fifth of a tiny stage (docs: Development). The collector runs
     as usual during ``main``; what main leaves at exit, the OS frees."""
     gc.freeze()
     gc.enable()

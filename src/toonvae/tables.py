@@ -1,6 +1,6 @@
-"""The Markdown tables of ``benchmarks/arch_bench.py``'s rows (experiments/archs*.json,
-hvae-*.json), without torch: the documentation's tables are these functions' output over
-the committed JSON files (tests/test_readme.py checks it)."""
+"""The Markdown tables of the committed measurements (experiments/*.json: arch_bench's
+rows, recipe_bench's, the experiment grid), without torch. toonvae.pages puts them in the
+documentation, and tests/test_readme.py checks the pages agree with the files."""
 
 from __future__ import annotations
 
@@ -71,3 +71,56 @@ def brief_table(rows: list[dict]) -> str:
                      f"| {r['swd_gmm'] / r['swd_floor']:.2f}x |")
         lines.append(line)
     return "\n".join(lines)
+
+
+def recipe_table(rows: list[dict]) -> str:
+    """benchmarks/recipe_bench.py's rows, with their ratios to the first (the baseline)."""
+    base, lr = rows[0], "lr" in rows[0]
+    lines = ["| variant |" + (" lr |" if lr else "") + " mse | elbo (bits/dim) | swd prior "
+             "| swd gmm | mse ratio | swd gmm ratio |",
+             "|---|" + ("---:|" if lr else "") + "---:|" * 6]
+    for r in rows:
+        lines.append(f"| {r['variant']} |" + (f" {r['lr']:g} |" if lr else "")
+                     + f" {r['mse']:.5f} | {r['elbo_bpd']:.3f} | {r['swd_prior']:.1f} "
+                     f"| {r['swd_gmm']:.1f} | {r['mse'] / base['mse']:.3f} "
+                     f"| {r['swd_gmm'] / base['swd_gmm']:.3f} |")
+    return "\n".join(lines)
+
+
+def _fmt(v, digits):
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def grid_table(results: dict) -> str:
+    """The grid table: one line per experiment and dataset, then default vs seed."""
+    lines = ["| experiment | changed | dataset | mse ↓ | psnr (dB) ↑ | elbo (bits/dim) ↓ | "
+             "iwae (bits/dim) ↓ | swd, best sampler ↓ | train time (s) | parameters |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    by_name = {e["name"]: e for e in results["grid"]}
+    for e in results["grid"]:
+        changed = ", ".join(f"`{k}={v}`" for k, v in e["overrides"].items()) or "–"
+        if e["status"] != "Success":
+            lines.append(f"| {e['name']} | {changed} | – | {e['status'].lower()} | | | | | | |")
+            continue
+        for dataset, m in e["datasets"].items():
+            lines.append(f"| {e['name']} | {changed} | {dataset} | {_fmt(m['mse'], 5)} | "
+                         f"{_fmt(m['psnr'], 2)} | {_fmt(m['elbo_bpd'], 3)} | "
+                         f"{_fmt(m['iwae_bpd'], 3)} | {_fmt(m['swd_best'], 1)} | "
+                         f"{_fmt(m.get('train_s'), 0)} | {e['parameters']:,} |")
+    default, seed = by_name.get("default"), by_name.get("seed")
+    if default and seed and "datasets" in default and "datasets" in seed:
+        lines.append("")
+        for dataset, d in default["datasets"].items():
+            s = seed["datasets"].get(dataset)
+            if not s:
+                continue
+            lines.append(f"- {dataset}: the default against `arch: seed` has "
+                         f"{_drop(d['mse'], s['mse'])} lower test mse, "
+                         f"{s['elbo_bpd'] - d['elbo_bpd']:.3f} bits/dim lower elbo and "
+                         f"{_drop(d['swd_best'], s['swd_best'])} lower swd, training for "
+                         f"{_fmt(d.get('train_s'), 0)} s against {_fmt(s.get('train_s'), 0)} s.")
+    return "\n".join(lines)
+
+
+def _drop(ours, theirs) -> str:
+    return f"{100 * (1 - ours / theirs):.0f}%"

@@ -1,12 +1,12 @@
 #!/bin/bash
-# A lent GPU's few minutes, spent in one prepared call: the measurements in the order they
+# A GPU machine's few minutes, spent in one prepared call: the measurements in the order they
 # matter, each under its own timeout inside one overall budget, each writing to $OUT as it
 # goes (a step killed at its limit still leaves its log).
 #
-#   on the device, from the repo root:  bash research/gpu_session.sh          (~10 min)
-#   here, on a CPU, a dry run in ~5 min: bash research/gpu_session.sh --tiny
-#   the architectures instead:           bash research/gpu_session.sh --archs [--tiny]
-#   hvae's settings at the CPU budget:   bash research/gpu_session.sh --sweep|--sweep-batch [--tiny]
+#   on the device, from the repo root:  bash research/gpu_runbook.sh          (~10 min)
+#   here, on a CPU, a dry run in ~5 min: bash research/gpu_runbook.sh --tiny
+#   the architectures instead:           bash research/gpu_runbook.sh --archs [--tiny]
+#   hvae's settings at the CPU budget:   bash research/gpu_runbook.sh --sweep|--sweep-batch [--tiny]
 #
 # --sweep (~5.5 min on an H200), --sweep-batch (~5 min): hvae variants (learning rate,
 # latent size, weight average, likelihood, batch, KL warm-up) and the resnet at smaller
@@ -45,7 +45,7 @@ for arg in "$@"; do
         --archs) PLAN=archs ;;
         --sweep) PLAN=sweep ROUND=1 ;;
         --sweep-batch) PLAN=sweep ROUND=2 ;;
-        *) echo "gpu_session.sh: unknown argument $arg (expected --tiny, --archs, --sweep, --sweep-batch)" >&2; exit 2 ;;
+        *) echo "gpu_runbook.sh: unknown argument $arg (expected --tiny, --archs, --sweep, --sweep-batch)" >&2; exit 2 ;;
     esac
 done
 
