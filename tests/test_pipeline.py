@@ -190,6 +190,12 @@ def test_exp_show_and_metrics_show_lead_with_the_evaluation(tiny_pipeline):
     assert not [c for c in header if re.fullmatch(r"(train|val)\.(loss|recon|kl)", c)
                 or ":" in c], header
     assert "runtime.numerics" in header  # the numerics mode, among the params
+    # The narrow view docs/guides/experiments.md gives for a terminal without a pager.
+    narrow = dvc(["exp", "show", "--no-pager", "--drop", ".*", "--keep",
+                  r"Experiment|cartoon\.(mse|swd)$|latent_dim"], repo,
+                 env={"COLUMNS": "120"}).stdout
+    assert re.search(r"Experiment +cartoon\.mse +cartoon\.swd +latent_dim", narrow), narrow
+    assert "workspace" in narrow and "…" not in narrow, narrow
     shown = json.loads(dvc(["metrics", "show", "--json"], repo).stdout)
     files = [f for rev in shown.values() for f in rev["data"]]
     assert sorted(files) == ["metrics/cartoon.json", "metrics/myfaces.json"], files

@@ -122,6 +122,8 @@ def test_params_reference_lists_every_key_of_params_yaml():
 @pytest.mark.slow
 def test_the_readme_python_snippet_runs_on_a_trained_pipeline(tiny_pipeline):
     snippet = re.search(r"^```python\n(.*?)^```", README, re.M | re.S).group(1)
+    assert 'toonvae.load("models/anime")' in snippet
+    snippet = snippet.replace("models/anime", "models/cartoon")  # the tiny pipeline's dataset
     proc = subprocess.run([sys.executable, "-c", snippet + "\nprint(faces.shape, strip.shape)"],
                           cwd=tiny_pipeline[0], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
