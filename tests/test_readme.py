@@ -116,7 +116,8 @@ def test_params_reference_lists_every_key_of_params_yaml():
             f"{section}.{k}" for k in body]
         for key in keys:
             assert f"| `{key}` |" in page or section == "datasets", key
-    assert "| `datasets.<name>.handle` |" in page
+    for key in ("source", "handle", "url", "path", "glob", "crop_box"):  # per dataset
+        assert f"| `{key}` |" in page.split("### datasets.")[1].split("### ")[0], key
 
 
 @pytest.mark.slow

@@ -145,6 +145,7 @@ def params_reference(root: Path) -> str:
             allowed = f.metadata.get("allowed", "")
             doc = code_doc.get((cls.__name__, f.name)) or yaml_doc.get(key, "")
             shown = "required" if required and f.name not in given else _fmt_value(value)
+            allowed, doc = (t.replace("*", "\\*").replace("|", "\\|") for t in (allowed, doc))
             out.append(f"| `{key}` | {shown} | {allowed} | {doc} |")
         return out
 
@@ -155,11 +156,12 @@ def params_reference(root: Path) -> str:
         if dataclasses.is_dataclass(f.default)]
     for title, cls, key in sections:
         given = values.get(key, {}) if key else {}
-        body = rows(cls, f"{key}." if key else "datasets.<name>.", given)  # datasets: defaults
+        body = rows(cls, f"{key}." if key else "", given)  # datasets: defaults, short keys
         parts += ["", f"### {title}", "", *head, *body]
     parts += ["", "Keys of `datasets.<name>` that each source reads: " + "; ".join(
         f"`{s}`: " + ", ".join(f"`{k}`" for k in sorted(ks)) for s, ks in P.SOURCE_KEYS.items())
-        + ". For `datasets.<name>`, the value column gives the default."]
+        + ". For `datasets.<name>`, the value column gives the default; set one as "
+        "`-S datasets.anime.count=8000`."]
     return "\n".join(parts)
 
 
