@@ -296,10 +296,18 @@ def render(spec: str, root: Path) -> str:
         row = next(r for r in _rows(root, ["archs-gpu.json"]) if r["arch"] == DEFAULT_ARCH
                    and r["dataset"] == "anime")
         src = _sources(root)["archs-gpu.json"]
-        return (f"  On {src['device'].removeprefix('GPU: ')} (torch {src['torch']}), "
+        return (f"On {src['device'].removeprefix('GPU: ')} (torch {src['torch']}), "
                 f"{row['epochs']} {row['arch']} epochs of the anime set at batch {row['batch']} "
                 f"took "
                 f"{row['train_s']:.0f} s of training, {row['images_per_s']:,.0f} images/s.")
+    if name == "cpu-speed":  # one epoch of the anime set on a 2-core CPU (run A)
+        data = json.loads((root / "experiments" / "kaggle-cpu.json").read_text(encoding="utf-8"))
+        src = _sources(root)["kaggle-cpu.json"]
+        per_image = data["epoch_s"] / data["train_images"]
+        return (f"On a {src['device'].removeprefix('CPU: ')} at {data['threads']} threads, one "
+                f"epoch of the anime set's {data['train_images']:,} training faces took "
+                f"{data['epoch_s']:.0f} s ({1 / per_image:.0f} images/s): 30 epochs are about "
+                f"{30 * data['epoch_s'] / 3600:.1f} hours.")
     if name == "spread":
         return spread_table(root)
     if name == "stamp":
