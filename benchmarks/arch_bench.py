@@ -80,7 +80,7 @@ from toonvae.evaluation import evaluate  # noqa: E402
 from toonvae.metrics import decode_in_batches  # noqa: E402
 from toonvae.model import count_parameters, load_model  # noqa: E402
 from toonvae.numerics import thread_count  # noqa: E402
-from toonvae.prior_gaps import prior_gaps  # noqa: E402
+from toonvae.prior_gaps import learned_prior_swd, prior_gaps  # noqa: E402
 from toonvae.runtime import pick_device, resolve_precision, set_determinism  # noqa: E402
 from toonvae.swd import SlicedWasserstein  # noqa: E402
 from toonvae.tables import brief_table, table  # noqa: E402
@@ -243,6 +243,11 @@ def main() -> None:
     ap.add_argument("--temperatures", help="also score prior samples at these, e.g. 0.7,1,1.3")
     ap.add_argument("--prior-gaps", action="store_true",
                     help="also score decodes with the top latent levels from the posterior")
+    ap.add_argument("--learned-prior", metavar="DEPTHS",
+                    help="also fit a flow prior post hoc to the top k latent levels, for each k "
+                    "given (e.g. 1,2), and score its samples as swd_prior is scored")
+    ap.add_argument("--flow-steps", type=int, default=2000,
+                    help="optimizer steps of each --learned-prior flow")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--figures", type=Path, help="write DIR/<dataset>.png")
     ap.add_argument("--repo", type=Path, default=ROOT,
@@ -329,6 +334,12 @@ def main() -> None:
                         [float(t) for t in args.temperatures.split(",")])
                 if args.prior_gaps:
                     scores["swd_gaps"] = prior_gaps(scored, data, p.evaluate, p.seed, device)
+                if args.learned_prior:
+                    t1 = time.perf_counter()
+                    scores["swd_flow"] = learned_prior_swd(
+                        scored, data, p.evaluate, p.seed, device,
+                        [int(k) for k in args.learned_prior.split(",")], steps=args.flow_steps)
+                    scores["flow_s"] = round(time.perf_counter() - t1, 1)
                 row = {"dataset": dataset, "arch": arch, "latent_dim": configs[arch].latent_dim,
                        "device": device.type, "batch": result["batch_size"], "epochs": epochs,
                        "train_s": round(train_s, 1),
@@ -339,7 +350,7 @@ def main() -> None:
                        "step_ratio": None if not measured or arch not in timed
                        else round(steps[arch] / steps[archs[0]], 3),
                        **{k: scores[k] for k in (*KEYS, "flat_detail", "swd_prior_at",
-                                                      "swd_gaps")
+                                                      "swd_gaps", "swd_flow", "flow_s")
                           if k in scores}}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)

@@ -30,6 +30,35 @@ def table(rows: list[dict]) -> str:
                 f"{v:.1f} ({v / floor:.2f}x)" for v in r["swd_prior_at"].values()) + " |")
     if any("swd_gaps" in r for r in rows):
         lines += ["", gaps_table(rows)]
+    if any("swd_flow" in r for r in rows):
+        lines += ["", flow_table(rows)]
+    return "\n".join(lines)
+
+
+def flow_table(rows: list[dict]) -> str:
+    """swd of samples whose top latent levels come from a flow fitted post hoc to their
+    posterior draws (``swd_flow``), beside the prior's and the mixture's, as multiples of the
+    floor; and each flow's NLL of held-out draws against N(0, I)'s, in nats per dimension."""
+    flowed = [r for r in rows if "swd_flow" in r]
+    depths = list(dict.fromkeys(k for r in flowed for k in r["swd_flow"]))
+    lines = ["swd of samples with the levels named drawn from a flow fitted to their posterior "
+             "draws and the rest from the prior (x the floor), and the flow's held-out NLL "
+             "against N(0, I)'s (nats/dim):", "",
+             "| dataset | arch | epochs | prior | gmm | " + " | ".join(
+                 f"flow: {k} | NLL {k}" for k in depths) + " |",
+             "|---|---|---:|---:|---:|" + "---:|---:|" * len(depths)]
+    for r in flowed:
+        floor = r["swd_floor"]
+        cells = []
+        for k in depths:
+            f = r["swd_flow"].get(k)
+            cells += (["–", "–"] if f is None else
+                      [f"{f['swd']:.1f} ({f['swd'] / floor:.2f}x)",
+                       f"{f['flow_nll']:.3f} / {f['prior_nll']:.3f}"])
+        lines.append(f"| {r['dataset']} | {r['arch']} | {r['epochs']} "
+                     f"| {r['swd_prior']:.1f} ({r['swd_prior'] / floor:.2f}x) "
+                     f"| {r['swd_gmm']:.1f} ({r['swd_gmm'] / floor:.2f}x) | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
