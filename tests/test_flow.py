@@ -96,3 +96,18 @@ def test_the_learned_prior_of_an_hvae_fits_each_depth_and_scores_it(prepared):
         assert set(s) == {"swd", "flow_nll", "prior_nll"} and s["swd"] > 0
         assert s["flow_nll"] == pytest.approx(s["prior_nll"], rel=1e-5)
         assert abs(s["swd"] - gaps["none"]) < 0.5 * gaps["none"]
+
+
+def test_the_seed_summary_and_flow_tables_give_mean_and_sd_over_seeds():
+    from toonvae.tables import flow_table, seed_summary
+
+    def row(seed, prior, flow):
+        return {"dataset": "anime", "arch": f"hvae+seed={seed}", "epochs": 5, "psnr": 23.0 + seed,
+                "iwae_bpd": 6.0, "swd_prior": prior, "swd_gmm": 20.0, "swd_floor": 10.0,
+                "swd_flow": {"4x4": {"swd": flow, "flow_nll": 1.0, "prior_nll": 1.4}}}
+    rows = [row(0, 30.0, 20.0), row(1, 40.0, 22.0), row(2, 35.0, 24.0)]
+    summary = seed_summary(rows).splitlines()
+    assert summary[0].endswith("| prior | gmm | flow: 4x4 |")
+    assert summary[2] == ("| anime | 3 | 24.00 ± 1.00 | 6.000 ± 0.000 | 3.50x ± 0.50 "
+                          "| 2.00x ± 0.00 | 2.20x ± 0.20 |")
+    assert "| 30.0 (3.00x) | 20.0 (2.00x) | 20.0 (2.00x) | 1.000 / 1.400 |" in flow_table(rows)

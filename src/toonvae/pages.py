@@ -272,6 +272,10 @@ def render(spec: str, root: Path) -> str:
         return tables.gaps_table(_rows(root, args))
     if name == "brief":
         return tables.brief_table(_rows(root, args))
+    if name == "flow":
+        return tables.flow_table(_rows(root, args))
+    if name == "seed-summary":
+        return tables.seed_summary(_rows(root, args))
     if name == "recipe":
         return tables.recipe_table(_rows(root, args))
     if name == "table":  # a measurement table kept as {"columns": [...], "rows": [[...]]}

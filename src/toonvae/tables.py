@@ -153,3 +153,27 @@ def grid_table(results: dict) -> str:
 
 def _drop(ours, theirs) -> str:
     return f"{100 * (1 - ours / theirs):.0f}%"
+
+
+def seed_summary(rows: list[dict]) -> str:
+    """Per dataset, over the rows (one per training seed): mean ± sd of psnr, IWAE and the
+    swd of each sampler (prior, mixture, each learned-prior depth) as multiples of the floor."""
+    import statistics
+
+    def cell(values, digits=2, unit=""):
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.{digits}f}{unit} ± {sd:.{digits}f}"
+
+    depths = list(dict.fromkeys(k for r in rows for k in r.get("swd_flow", {})))
+    lines = ["| dataset | seeds | psnr (dB) | iwae (bits/dim) | prior | gmm | "
+             + " | ".join(f"flow: {k}" for k in depths) + " |",
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(depths)]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        here = [r for r in rows if r["dataset"] == dataset]
+        ratio = [lambda r, k=k: r["swd_flow"][k]["swd"] / r["swd_floor"] for k in depths]
+        cells = [cell([r["psnr"] for r in here]), cell([r["iwae_bpd"] for r in here], 3),
+                 cell([r["swd_prior"] / r["swd_floor"] for r in here], unit="x"),
+                 cell([r["swd_gmm"] / r["swd_floor"] for r in here], unit="x")]
+        cells += [cell([f(r) for r in here], unit="x") for f in ratio]
+        lines.append(f"| {dataset} | {len(here)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
