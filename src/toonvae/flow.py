@@ -78,7 +78,7 @@ class FlowPrior(nn.Module):
 
     def config(self) -> dict:
         return {"dim": self.dim, "layers": self.layers_n, "hidden": self.hidden,
-                "seed": self.seed}
+                "mask_seed": self.seed}
 
     def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_det = torch.zeros(len(u), device=u.device, dtype=u.dtype)
