@@ -6,9 +6,11 @@ they cannot pin (the CPU's vendor, its caches, code paths below the ISA caps) sh
 in the bits. So the fingerprint hashes (sha256 of the raw float bytes) the outputs of
 single ops on fixed inputs (matmul, linear, five conv shapes forward and both gradients,
 GroupNorm, SiLU, resize, sums) and of one training step of the default resnet (forward,
-loss, every gradient, the weights after one AdamW step). Two CPUs whose hashes agree
-compute those ops alike; the ops that differ are where they part. The names and inputs
-are those of ``shared/numerics/fingerprint.py``, whose files compare with these.
+loss, every gradient, the weights after one step of the stages' AdamW). Two CPUs whose
+hashes agree compute those ops alike; the ops that differ are where they part. The names
+and inputs are those of ``shared/numerics/fingerprint.py``, whose files compare with
+these, except the last: that script steps torch.optim.AdamW, whose square root (MKL's
+VML) differs between Intel and AMD CPUs, so the stages use ``toonvae.optim``'s.
 
 ``experiments/numerics/committed.json`` is the fingerprint of the CPU that made the
 committed results; fingerprints of other CPU types sit beside it, named by CPU model.
@@ -119,6 +121,9 @@ def _without_onednn(torch, conv, x, w, stride, padding):
         torch.backends.mkldnn.enabled = was
 
 
+ADAM_STEP = "weights after 1 AdamW step (toonvae.optim)"
+
+
 def _training_step(torch) -> dict[str, str]:
     from toonvae.archs import ModelConfig, build
     from toonvae.losses import training_loss
@@ -133,9 +138,11 @@ def _training_step(torch) -> dict[str, str]:
     loss.backward()
     out.update({f"grad {n}": _hash(p.grad) for n, p in model.named_parameters()
                 if p.grad is not None})
-    torch.optim.AdamW(model.parameters(), lr=4e-3).step()
+    # The stages' optimizer, not torch.optim's: torch's CPU sqrt differs between vendors.
+    from toonvae.optim import make_optimizer
+    make_optimizer("adamw", list(model.parameters()), 4e-3, 1e-2, torch.device("cpu")).step()
     weights = b"".join(p.detach().numpy().tobytes() for p in model.parameters())
-    out["weights after 1 AdamW step"] = hashlib.sha256(weights).hexdigest()[:16]
+    out[ADAM_STEP] = hashlib.sha256(weights).hexdigest()[:16]
     return out
 
 
@@ -258,8 +265,10 @@ def comparison(mine: dict, other: dict) -> list[str]:
             lines.append(f"{name}: not in the other file")
             continue
         ops = differing(variant["hashes"], theirs["hashes"])
-        lines.append(f"{name}: {len(variant['hashes']) - len(ops)} ops the same, "
-                     f"{len(ops)} differ")
+        shared = [op for op in variant["hashes"] if op in theirs["hashes"]]
+        unmatched = len(variant["hashes"]) - len(shared)
+        lines.append(f"{name}: {len(shared) - len(ops)} ops the same, {len(ops)} differ"
+                     + (f", {unmatched} not in the other file" if unmatched else ""))
         lines += [f"    DIFFER  {op}" for op in ops]
     return lines
 
@@ -282,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(comparison(mine, other)))
     else:
         for name, variant in mine["variants"].items():
-            print(f"{name}: weights after one step {variant['hashes']['weights after 1 AdamW step']}")
+            print(f"{name}: weights after one step {variant['hashes'][ADAM_STEP]}")
     print(f"(a file name for this CPU model: {name_of(mine['meta'])})")
 
 

@@ -3,8 +3,15 @@
 torch.optim's optimizers import ``torch._dynamo`` when first used (``add_param_group``
 and ``step`` are wrapped for torch.compile): 2-3 s of CPU in every process that trains,
 a third of a small stage's time. ``Adam`` here is torch's single-tensor update (the one
-torch runs on the CPU) operation for operation, so it gives the same bits, and its state
+torch runs on the CPU) operation for operation, except for the square root, and its state
 dict is torch's: a checkpoint moves between the two (tests check both).
+
+The square root: torch's CPU ``sqrt`` goes through MKL's vector maths (VML, "high
+accuracy": within an ulp, not correctly rounded), and MKL picks its code by CPU vendor,
+which no MKL_CBWR setting pins. So the same step gave other bits on an AMD EPYC than on
+the Intel Xeon that made the committed results, while every gradient agreed. ``sqrt``
+below is the CPU's square-root instruction (through numpy), which IEEE 754 makes
+correctly rounded on every CPU.
 ``make_optimizer`` keeps torch's fused kernel on CUDA, where one launch per step matters
 and the import does not.
 """
@@ -13,7 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
+
+
+def sqrt(t: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root of a CPU float tensor; torch's elsewhere."""
+    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return t.sqrt()
+    return torch.from_numpy(np.sqrt(t.detach().contiguous().numpy()))
 
 
 class Adam:
@@ -68,7 +83,7 @@ class Adam:
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             step = state["step"].item()
             bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            denom = (sqrt(exp_avg_sq) / bias_correction2_sqrt).add_(eps)
             p.addcdiv_(exp_avg, denom, value=-(lr / (1 - beta1**step)))
 
     def state_dict(self) -> dict:
