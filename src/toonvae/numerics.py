@@ -16,13 +16,15 @@ where torch is already loaded is started again with the pins (``os.execv``), so 
 always runs under them; torchrun's processes inherit them.
 
 Measured on a 2-core AMD EPYC (AVX2): each pin below changes the bits of a training step
-when its library is given another value, so none is decoration. An Intel Xeon (AVX-512,
-AMX) under the same pins computes other bits than that AMD EPYC from its first epoch on;
-the ops that part are not yet named (no AMD fingerprint is committed). Under valgrind,
-which shows programs another CPU's cache sizes (L1 32 KB, L2 256 KB, L3 8 MB), every
-fingerprinted op of the Xeon kept its bits: oneDNN's cache-dependent blocking does not
-reach these shapes. Switching oneDNN off costs 2.5x a training step on the Xeon (411
-against 167 ms, ``research/numerics_probe.py``), over the 1.5x this mode may cost.
+when its library is given another value, so none is decoration. What no pin reaches:
+torch's CPU square root is MKL's VML, which picks its code by CPU vendor whatever
+MKL_CBWR says. An Intel Xeon (AVX-512, AMX) and an AMD EPYC (family 26, AVX-512) agreed
+in all 121 other fingerprinted ops and parted at the first AdamW step, so ``toonvae.optim``
+takes the CPU's own, correctly rounded, square root. Under valgrind, which shows programs
+another CPU's cache sizes (L1 32 KB, L2 256 KB, L3 8 MB), every fingerprinted op of the
+Xeon kept its bits: oneDNN's cache-dependent blocking does not reach these shapes.
+Switching oneDNN off costs 2.5x a training step on the Xeon (411 against 167 ms,
+``research/numerics_probe.py``), over the 1.5x this mode may cost.
 
 GPU kernels are out of scope: CUDA results differ between GPU models and driver versions,
 and no variable pins them. ARM and Apple CPUs have other kernels altogether.
