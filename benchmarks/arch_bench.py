@@ -91,7 +91,8 @@ PROBE_STEPS = 20
 HVAE_LATENT = 1344  # hierarchical archs' latent_dim: hvae's 4 channels on each of its 4x4,
 # 8x8 and 16x16 maps at 64 px
 KEYS = ("mse", "psnr", "elbo_bpd", "iwae_bpd", "swd_prior", "swd_gmm", "swd_floor", "kl",
-        "active_units")
+        "active_units", *(f"{k}_{s}" for k in ("fd", "kid", "precision", "recall")
+                          for s in ("prior", "gmm", "floor")))
 DETAIL_IMAGES = 200
 
 
@@ -245,7 +246,8 @@ def main() -> None:
                     help="also score decodes with the top latent levels from the posterior")
     ap.add_argument("--learned-prior", metavar="DEPTHS",
                     help="also fit a flow prior post hoc to the top k latent levels, for each k "
-                    "given (e.g. 1,2), and score its samples as swd_prior is scored")
+                    "given (e.g. 1,2; a flat latent has 1), and score its samples as the "
+                    "prior's are scored")
     ap.add_argument("--flow-steps", type=int, default=2000,
                     help="optimizer steps of each --learned-prior flow")
     ap.add_argument("--json", type=Path, help="also write the rows here")

@@ -77,6 +77,23 @@ def test_a_fit_learns_a_density_the_prior_misses():
                                                  again.state_dict().values()))  # seeded
 
 
+def test_early_stopping_keeps_a_memorising_flow_from_the_held_out_draws():
+    """60 training rows in 40 dimensions: a flow trained to the end memorises them and is
+    worse than N(0, I) on other draws of the same N(0, I). The fit returns the flow of its
+    best held-out step instead, which is never worse than the prior (step 0)."""
+    g = torch.Generator().manual_seed(3)
+    train, held = torch.randn(60, 40, generator=g), torch.randn(2000, 40, generator=g)
+    flow, nll = fit_flow(train, held, seed=0, steps=600, hidden=128, batch=60, lr=3e-3,
+                         check_every=50)
+    assert nll["flow_nll"] <= nll["prior_nll"] + 1e-6
+    assert nll["flow_step"] < 600
+    with torch.no_grad():
+        assert float(-flow.log_prob(held).mean() / 40) == pytest.approx(nll["flow_nll"], rel=1e-6)
+    last, end = fit_flow(train, held, seed=0, steps=600, hidden=128, batch=60, lr=3e-3,
+                         check_every=0)  # no early stopping: the last step's flow
+    assert end["flow_nll"] > nll["prior_nll"] + 0.05  # memorised
+
+
 def test_the_learned_prior_of_an_hvae_fits_each_depth_and_scores_it(prepared):
     from toonvae.data import PreparedData
     from toonvae.params import EvaluateParams
@@ -93,7 +110,8 @@ def test_the_learned_prior_of_an_hvae_fits_each_depth_and_scores_it(prepared):
     # from the top levels' draws, which come from another seed.
     gaps = prior_gaps(model, data, cfg, 0, cpu)
     for name, s in scores.items():
-        assert set(s) == {"swd", "flow_nll", "prior_nll"} and s["swd"] > 0
+        assert set(s) == {"swd", "fd", "kid", "precision", "recall", "flow_nll", "prior_nll",
+                          "flow_step"} and s["swd"] > 0 and s["fd"] > 0
         assert s["flow_nll"] == pytest.approx(s["prior_nll"], rel=1e-5)
         assert abs(s["swd"] - gaps["none"]) < 0.5 * gaps["none"]
 
@@ -101,13 +119,25 @@ def test_the_learned_prior_of_an_hvae_fits_each_depth_and_scores_it(prepared):
 def test_the_seed_summary_and_flow_tables_give_mean_and_sd_over_seeds():
     from toonvae.tables import flow_table, seed_summary
 
-    def row(seed, prior, flow):
-        return {"dataset": "anime", "arch": f"hvae+seed={seed}", "epochs": 5, "psnr": 23.0 + seed,
-                "iwae_bpd": 6.0, "swd_prior": prior, "swd_gmm": 20.0, "swd_floor": 10.0,
-                "swd_flow": {"4x4": {"swd": flow, "flow_nll": 1.0, "prior_nll": 1.4}}}
-    rows = [row(0, 30.0, 20.0), row(1, 40.0, 22.0), row(2, 35.0, 24.0)]
+    def row(seed, prior, flow, arch="hvae"):
+        return {"dataset": "anime", "arch": f"{arch}+seed={seed}" if seed else arch,
+                "epochs": 5, "mse": 0.005, "psnr": 23.0 + seed, "iwae_bpd": 6.0,
+                "train_s": 100.0 + seed, "parameters": 1000,
+                "swd_prior": prior, "swd_gmm": 20.0, "swd_floor": 10.0,
+                "fd_prior": 2 * prior, "fd_gmm": 40.0, "fd_floor": 10.0,
+                "precision_prior": 0.1 * seed, "precision_gmm": 0.5, "precision_floor": 0.9,
+                "recall_prior": 0.2, "recall_gmm": 0.3, "recall_floor": 0.95,
+                "swd_flow": {"4x4": {"swd": flow, "fd": 30.0, "precision": 0.6, "recall": 0.4,
+                                     "flow_nll": 1.0, "prior_nll": 1.4}}}
+    rows = [row(0, 30.0, 20.0), row(1, 40.0, 22.0), row(2, 35.0, 24.0), row(0, 50.0, 20.0, "resnet")]
     summary = seed_summary(rows).splitlines()
-    assert summary[0].endswith("| prior | gmm | flow: 4x4 |")
-    assert summary[2] == ("| anime | 3 | 24.00 ± 1.00 | 6.000 ± 0.000 | 3.50x ± 0.50 "
-                          "| 2.00x ± 0.00 | 2.20x ± 0.20 |")
-    assert "| 30.0 (3.00x) | 20.0 (2.00x) | 20.0 (2.00x) | 1.000 / 1.400 |" in flow_table(rows)
+    assert summary[0].startswith("| dataset | arch | sampler | seeds | mse |")
+    hvae = [line for line in summary if line.startswith("| anime | hvae |")]
+    assert [line.split(" | ")[2] for line in hvae] == ["prior", "gmm", "flow: 4x4",
+                                                       "train vs test (the floor)"]
+    assert hvae[0] == ("| anime | hvae | prior | 3 | 0.00500 ± 0.00000 | 24.00 ± 1.00 "
+                       "| 6.000 ± 0.000 | 3.50x ± 0.50 | 7.00x ± 1.00 | 0.10 ± 0.10 "
+                       "| 0.20 ± 0.00 | 101 ± 1 | 1,000 |")
+    assert "| flow: 4x4 | 3 |" in hvae[2] and "| 2.20x ± 0.20 | 3.00x ± 0.00 |" in hvae[2]
+    assert sum(line.startswith("| anime | resnet | ") for line in summary) == 4
+    assert "| 30.0 (3.00x) | 20.0 (2.00x) | 20.0 (2.00x) | 1.000 / 1.400 |" in flow_table(rows[:3])

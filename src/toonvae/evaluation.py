@@ -1,7 +1,7 @@
 """Every number of metrics/<dataset>.json, computed from a model and its prepared data.
 
 The metric definitions live in ``metrics`` (likelihood, reconstruction, latent health),
-``swd``, ``fid`` and ``attributes``; this module runs them on the right splits with
+``swd``, ``layout``, ``fid`` and ``attributes``; this module runs them on the right splits with
 fixed seeds and subsets, so the same model and data always give the same file.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from toonvae import attributes, metrics
+from toonvae import attributes, features, layout, metrics
 from toonvae.archs import SAMPLERS
 from toonvae.archs.base import LatentVAE
 from toonvae.data import PreparedData, batches, seeded_rows, to_float
@@ -43,23 +43,49 @@ def floor_rows(n_train: int, n: int, seed: int) -> np.ndarray:
     return seeded_rows(n_train, n, seed)
 
 
+class SampleScores:
+    """Scores sets of images against the first ``n`` test images, each as one sampler's
+    samples are scored: patch swd (``toonvae.swd``), and the layout metrics in the
+    features of a network that is not the VAE (``toonvae.layout``): fd, kid, precision,
+    recall. The same seed and test images give the same scores."""
+
+    LAYOUT = ("fd", "kid", "precision", "recall")
+
+    def __init__(self, real: torch.Tensor, seed: int, batch_size: int, device):
+        self.seed, self.batch_size, self.device = seed, batch_size, device
+        self.swd = SlicedWasserstein(real, seed, device)
+        self.network = features.load(device)
+        self.real_features = self.features(real)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return features.extract(self.network, images, self.batch_size, self.device)
+
+    def __call__(self, images: torch.Tensor) -> dict[str, float]:
+        scores = layout.scores(self.real_features, self.features(images), self.seed)
+        return {"swd": self.swd(images), **{k: scores[k] for k in self.LAYOUT}}
+
+
 def sample_quality(model: LatentVAE, test: np.ndarray, train: np.ndarray, cfg, sampler: str,
                    seed: int, device) -> dict:
-    """swd of each sampler's samples against test images, its train-vs-test floor, fid."""
+    """Each sampler's samples against test images (swd_<sampler>, fd_<sampler>, ...), the
+    train-vs-test floor of each metric (swd_floor, fd_floor, ...), and the chosen sampler's
+    under the plain names (swd, fd, ...); fid."""
     n = min(len(test), len(train), cfg.swd_images)
     real = to_float(test[:n])
-    swd_to_test = SlicedWasserstein(real, seed, device)
+    score = SampleScores(real, seed, cfg.batch_size, device)
     out = {"sampler": sampler, "swd_images": n}
     samples = {}
     for name in SAMPLERS:
         if name == "gmm" and model.gmm is None:
-            out["swd_gmm"] = None
+            out.update({f"{k}_gmm": None for k in ("swd", *score.LAYOUT)})
             continue
         z = model.sample_latents(n, torch.Generator().manual_seed(seed), sampler=name)
         samples[name] = metrics.decode_in_batches(model, z, cfg.batch_size, device)
-        out[f"swd_{name}"] = swd_to_test(samples[name])
-    out["swd"] = out[f"swd_{sampler}"]
-    out["swd_floor"] = swd_to_test(to_float(train[floor_rows(len(train), n, seed)]))
+        out.update({f"{k}_{name}": v for k, v in score(samples[name]).items()})
+    for k in ("swd", *score.LAYOUT):
+        out[k] = out[f"{k}_{sampler}"]
+    floor = score(to_float(train[floor_rows(len(train), n, seed)]))
+    out.update({f"{k}_floor": v for k, v in floor.items()})
     problem = weights_problem(cfg.fid_weights)
     if sampler not in samples:
         problem = f"the model has no {sampler} sampler"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from toonvae.data import PreparedData, batches, to_float
-from toonvae.evaluation import floor_rows
+from toonvae.evaluation import SampleScores, floor_rows
 from toonvae.flow import fit_flow
 from toonvae.metrics import decode_in_batches
 from toonvae.sampler import posterior_means
@@ -56,15 +56,18 @@ def posterior_draws(model, images, end: int, draws: int, seed: int, batch_size: 
 
 def learned_prior_swd(model, data: PreparedData, cfg, seed: int, device, depths: list[int],
                       draws: int = 4, steps: int = 3000) -> dict[str, dict[str, float]]:
-    """For each depth k: a flow (toonvae.flow) fitted post hoc to ``draws`` posterior draws
-    per train image of the top k latent levels, and the swd of samples whose top k levels
-    come from it and the rest from the prior, scored as ``prior_gaps`` scores ``none`` (the
-    same prior draws below, test images and seed). Beside it, the flow's and N(0, I)'s NLL
-    of the validation images' draws, in nats per dimension."""
+    """For each depth k (up to the model's number of levels): a flow (toonvae.flow) fitted
+    post hoc to ``draws`` posterior draws per train image of the top k latent levels, early
+    stopped on the validation images' draws, and the scores of samples whose top k levels
+    come from it and the rest from the prior, scored as the evaluate stage scores the prior's
+    samples (``SampleScores``: swd and the layout metrics; the same prior draws below, test
+    images and seed). Beside them, the flow's and N(0, I)'s NLL of the validation images'
+    draws, in nats per dimension, and the step the fit stopped at."""
     test, train_split = data.split("test"), data.split("train")
     n = min(len(test), len(train_split), cfg.swd_images)
-    to_test = SlicedWasserstein(to_float(test[:n]), seed, device)
+    score = SampleScores(to_float(test[:n]), seed, cfg.batch_size, device)
     levels = model.latent_levels()
+    depths = sorted({min(k, len(levels)) for k in depths})
     deepest = levels[max(depths) - 1][1]  # one pass of draws, sliced for each depth
     fit_all, held_all = (posterior_draws(model, split, deepest, draws, seed + i, cfg.batch_size,
                                          device)
@@ -76,6 +79,5 @@ def learned_prior_swd(model, data: PreparedData, cfg, seed: int, device, depths:
         z = model.sample_latents(n, torch.Generator().manual_seed(seed))
         z[:, :end] = flow.sample(n, torch.Generator().manual_seed(seed + 1))
         name = ", ".join(lv for lv, _ in levels[:k])
-        out[name] = {"swd": to_test(decode_in_batches(model, z, cfg.batch_size, device)),
-                     **nll}
+        out[name] = {**score(decode_in_batches(model, z, cfg.batch_size, device)), **nll}
     return out

@@ -19,8 +19,11 @@ from toonvae.errors import ToonvaeError, report_errors
 
 # The order of the keys in each file, which is dvc exp show's column order: what a
 # comparison reads first, then the rest of the scores, then counts and settings.
-ORDER = ("mse", "elbo_bpd", "iwae_bpd", "swd", "swd_floor", "psnr", "ssim", "kl",
-         "active_units", "swd_prior", "swd_gmm", "fid", "attr_probe_acc", "attr_recon_acc",
+ORDER = ("mse", "elbo_bpd", "iwae_bpd", "swd", "swd_floor", "fd", "fd_floor", "precision",
+         "recall", "psnr", "ssim", "kl", "active_units", "swd_prior", "swd_gmm",
+         *(f"{k}_{s}" for k in ("fd", "kid", "precision", "recall") for s in ("prior", "gmm")),
+         "kid", "kid_floor", "precision_floor", "recall_floor", "fid", "attr_probe_acc",
+         "attr_recon_acc",
          "attr_orig_acc", "attr_chance_acc", "sampler", "n_test", "iwae_k", "iwae_images",
          "swd_images", "n_train", "n_val", "n_skipped", "n_duplicates")
 
@@ -51,7 +54,9 @@ COLUMNS = [("mse", "mse ↓", "{:.5f}"), ("psnr", "psnr (dB) ↑", "{:.2f}"),
            ("ssim", "ssim ↑", "{:.3f}"), ("elbo_bpd", "elbo (bits/dim) ↓", "{:.3f}"),
            ("iwae_bpd", "iwae (bits/dim) ↓", "{:.3f}"), ("kl", "kl (nats)", "{:.1f}"),
            ("active_units", "active units", "{}"), ("swd", "swd ↓", "{:.1f}"),
-           ("swd_floor", "swd floor", "{:.1f}"), ("fid", "fid ↓", "{:.1f}"),
+           ("swd_floor", "swd floor", "{:.1f}"), ("fd", "fd ↓", "{:.1f}"),
+           ("fd_floor", "fd floor", "{:.1f}"), ("precision", "precision ↑", "{:.2f}"),
+           ("recall", "recall ↑", "{:.2f}"), ("fid", "fid ↓", "{:.1f}"),
            ("attr_probe_acc", "attr probe acc ↑", "{:.3f}"),
            ("attr_recon_acc", "attr acc recon / orig", "{:.3f}"), ("n_test", "test images", "{}")]
 
@@ -73,7 +78,8 @@ def results_table(metrics_dir: Path) -> str:
 # Compared by --compare, and which way is better.
 LOWER_IS_BETTER = {"mse": True, "elbo_bpd": True, "iwae_bpd": True, "swd": True, "psnr": False,
                    "ssim": False, "kl": None, "active_units": None, "swd_prior": True,
-                   "swd_gmm": True, "attr_probe_acc": False, "attr_recon_acc": False}
+                   "swd_gmm": True, "fd": True, "precision": False, "recall": False,
+                   "attr_probe_acc": False, "attr_recon_acc": False}
 SPREAD = Path("experiments/spread.json")  # toonvae.spread's file of seed-to-seed spreads
 # A difference of two runs has sqrt(2) times one run's spread; within two of its standard
 # deviations (about 95% of seed-to-seed differences) it is called noise.

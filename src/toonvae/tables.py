@@ -155,25 +155,64 @@ def _drop(ours, theirs) -> str:
     return f"{100 * (1 - ours / theirs):.0f}%"
 
 
+def family(arch: str) -> str:
+    """An arch spec without its seed: the rows of one setting trained with other seeds."""
+    return "+".join(part for part in arch.split("+") if not part.startswith("seed="))
+
+
+def sampler_scores(row: dict) -> dict[str, dict]:
+    """{sampler: {swd, fd, kid, precision, recall}} of a row: the prior, the mixture, and
+    each learned-prior depth (``flow: 4x4``); keys a row lacks are left out."""
+    out = {}
+    for name in ("prior", "gmm"):
+        if row.get(f"swd_{name}") is not None:
+            out[name] = {k: row[f"{k}_{name}"] for k in ("swd", "fd", "kid", "precision",
+                                                         "recall") if f"{k}_{name}" in row}
+    for depth, scores in row.get("swd_flow", {}).items():
+        out[f"flow: {depth}"] = scores
+    return out
+
+
 def seed_summary(rows: list[dict]) -> str:
-    """Per dataset, over the rows (one per training seed): mean ± sd of psnr, IWAE and the
-    swd of each sampler (prior, mixture, each learned-prior depth) as multiples of the floor."""
+    """Per dataset, arch and sampler, over the rows of one setting (one per training seed):
+    mean ± sd of mse, psnr, IWAE, and of swd and fd as multiples of their train-vs-test
+    floors, precision and recall; train seconds and parameters."""
     import statistics
 
     def cell(values, digits=2, unit=""):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "–"
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.{digits}f}{unit} ± {sd:.{digits}f}"
 
-    depths = list(dict.fromkeys(k for r in rows for k in r.get("swd_flow", {})))
-    lines = ["| dataset | seeds | psnr (dB) | iwae (bits/dim) | prior | gmm | "
-             + " | ".join(f"flow: {k}" for k in depths) + " |",
-             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(depths)]
+    lines = ["| dataset | arch | sampler | seeds | mse | psnr (dB) | iwae (bits/dim) | swd "
+             "(x floor) | fd (x floor) | precision | recall | train s | parameters |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        here = [r for r in rows if r["dataset"] == dataset]
-        ratio = [lambda r, k=k: r["swd_flow"][k]["swd"] / r["swd_floor"] for k in depths]
-        cells = [cell([r["psnr"] for r in here]), cell([r["iwae_bpd"] for r in here], 3),
-                 cell([r["swd_prior"] / r["swd_floor"] for r in here], unit="x"),
-                 cell([r["swd_gmm"] / r["swd_floor"] for r in here], unit="x")]
-        cells += [cell([f(r) for r in here], unit="x") for f in ratio]
-        lines.append(f"| {dataset} | {len(here)} | " + " | ".join(cells) + " |")
+        for arch in dict.fromkeys(family(r["arch"]) for r in rows if r["dataset"] == dataset):
+            here = [r for r in rows if r["dataset"] == dataset and family(r["arch"]) == arch]
+            model = [cell([r["mse"] for r in here], 5), cell([r["psnr"] for r in here]),
+                     cell([r["iwae_bpd"] for r in here], 3)]
+            cost = [cell([r["train_s"] for r in here], 0),
+                    f"{statistics.mean(r['parameters'] for r in here):,.0f}"]
+            samplers = list(dict.fromkeys(k for r in here for k in sampler_scores(r)))
+            for sampler in samplers:
+                got = [(r, sampler_scores(r).get(sampler)) for r in here]
+                got = [(r, s) for r, s in got if s]
+
+                def ratio(key, floor):
+                    return cell([s[key] / r[floor] for r, s in got if key in s and floor in r],
+                                unit="x")
+                lines.append(" | ".join([
+                    f"| {dataset}", arch, sampler, str(len(got)), *model,
+                    ratio("swd", "swd_floor"), ratio("fd", "fd_floor"),
+                    cell([s.get("precision") for _, s in got]),
+                    cell([s.get("recall") for _, s in got]), *cost]) + " |")
+            floors = [r for r in here if "fd_floor" in r]
+            if floors:
+                lines.append(" | ".join([
+                    f"| {dataset}", arch, "train vs test (the floor)", str(len(floors)),
+                    "", "", "", "1x", "1x", cell([r["precision_floor"] for r in floors]),
+                    cell([r["recall_floor"] for r in floors]), "", ""]) + " |")
     return "\n".join(lines)
