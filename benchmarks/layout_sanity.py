@@ -19,7 +19,6 @@ coverage, which are fractions (higher is better) and shown as they are.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch

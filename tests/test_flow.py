@@ -141,3 +141,37 @@ def test_the_seed_summary_and_flow_tables_give_mean_and_sd_over_seeds():
     assert "| flow: 4x4 | 3 |" in hvae[2] and "| 2.20x ± 0.20 | 3.00x ± 0.00 |" in hvae[2]
     assert sum(line.startswith("| anime | resnet | ") for line in summary) == 4
     assert "| 30.0 (3.00x) | 20.0 (2.00x) | 20.0 (2.00x) | 1.000 / 1.400 |" in flow_table(rows[:3])
+
+
+def test_the_flow_sampler_draws_the_top_levels_from_the_flow_and_survives_the_model_file(
+        tmp_path):
+    from toonvae.errors import ToonvaeError
+    from toonvae.model import count_parameters, load_model, save_model
+
+    model = randomised()
+    end = dict(model.latent_levels())["4x4"]  # 2x2 and 4x4: the top two levels
+    vae_parameters = count_parameters(model)
+    with pytest.raises(ToonvaeError, match="no learned prior for sampler 'flow'"):
+        model.sample_latents(4, sampler="flow")
+    # The ε contract: with no flow, the prior is exactly N(0, I) from the generator.
+    z = model.sample_latents(5, torch.Generator().manual_seed(3))
+    assert torch.equal(z, torch.randn(5, model.cfg.latent_dim,
+                                      generator=torch.Generator().manual_seed(3)))
+    model.flow = random_flow(end, seed=1).float()
+    assert count_parameters(model) == vae_parameters  # the flow is not the VAE's
+    z = model.sample_latents(6, torch.Generator().manual_seed(3), sampler="flow")
+    g = torch.Generator().manual_seed(3)
+    below = torch.randn(6, model.cfg.latent_dim, generator=g)
+    assert torch.equal(z[:, end:], below[:, end:])  # the prior's draws below the flow's
+    assert torch.allclose(z[:, :end], model.flow.sample(6, g))
+    save_model(model, tmp_path / "model.pt", extra={"flow_fit": {"flow_nll": 1.0}})
+    again, blob = load_model(tmp_path / "model.pt")
+    assert blob["flow_fit"] == {"flow_nll": 1.0}
+    assert not any(k.startswith("flow.") for k in blob["state_dict"])
+    assert torch.equal(again.sample_latents(6, torch.Generator().manual_seed(3), sampler="flow"),
+                       z)
+    # A model file whose flow does not fit its latent is refused in one line.
+    blob["flow"]["config"]["dim"] = model.cfg.latent_dim + 8
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(ToonvaeError, match="learned prior .flow. does not fit latent_dim"):
+        load_model(tmp_path / "bad.pt")

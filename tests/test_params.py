@@ -114,7 +114,7 @@ BAD = [
     ("evaluate.batch_size", "all", "evaluate.batch_size: expected an integer, got 'all'"),
     ("evaluate.iwae_samples", 0,
      "evaluate.iwae_samples: 0 is not allowed; expected between 1 and 100000"),
-    ("sampler.kind", "vamp", "sampler.kind: 'vamp' is not allowed; expected one of auto, prior, gmm"),
+    ("sampler.kind", "vamp", "sampler.kind: 'vamp' is not allowed; expected one of auto, prior, gmm, flow"),
     ("figures", [1, 2], "figures: expected a mapping of keys, got [1, 2]"),
 ]
 

@@ -224,7 +224,7 @@ def test_an_hvae_experiment_runs_end_to_end(tiny_pipeline, tmp_path):
     repo = copy_repo(tiny_pipeline[0], tmp_path / "repo")
     before = read_all_metrics(repo)["cartoon"]
     out = dvc(["exp", "run", "-S", "model.arch=hvae", "-S", "latent_dim=84",
-               "render-figures@cartoon"], repo)
+               "-S", "sampler.flow_levels=2", "render-figures@cartoon"], repo)
     assert stages_run(out.stdout) == {"train@cartoon", "evaluate@cartoon",
                                       "render-figures@cartoon"}
     assert "training hvae VAE" in out.stdout + out.stderr
@@ -232,6 +232,8 @@ def test_an_hvae_experiment_runs_end_to_end(tiny_pipeline, tmp_path):
     assert m["iwae_bpd"] < m["elbo_bpd"] and m["mse"] != before["mse"]
     assert m["sampler"] == "prior" and m["swd"] == m["swd_prior"]  # sampler.kind: auto
     assert m["swd_prior"] > 0 and m["swd_gmm"] > 0 and m["kl"] > 0
+    assert m["swd_flow"] > 0 and m["fd_flow"] > 0  # the learned prior of its top 2 levels
+    assert "learned prior over 2x2, 4x4" in out.stdout + out.stderr  # 32 px: 2x2 on top
     kl = (repo / "metrics" / "kl" / "cartoon.csv").read_text().splitlines()
     assert len(kl) == 1 + 84
     for figure in ("reconstruction", "samples", "temperature", "traversal", "interpolation",
@@ -253,9 +255,31 @@ def test_an_experiment_reruns_only_what_depends_on_its_change(tiny_pipeline, tmp
     assert ran == {"evaluate@cartoon", "render-figures@cartoon"}, ran
     after = read_metrics(repo / "metrics" / "cartoon.json")
     assert after["sampler"] == "prior" and after["swd"] == before["swd_prior"]
-    assert after["swd"] != before["swd"] and after["mse"] == before["mse"]
+    assert after["fd"] == before["fd_prior"] and before["swd_flow"] is None  # no flow fitted
     diff = json.loads(dvc(["metrics", "diff", "--json"], repo).stdout)
     changed = set(diff["metrics/cartoon.json"])
     assert "cartoon.swd" in changed and "cartoon.mse" not in changed, diff
     show = json.loads(dvc(["exp", "show", "--json"], repo).stdout)
     assert '"kind": "prior"' in json.dumps(show) and '"swd_prior"' in json.dumps(show)
+
+
+def test_the_learned_prior_is_one_experiment_away(tiny_pipeline, tmp_path):
+    """dvc exp run -S sampler.kind=flow -S sampler.flow_levels=1: train fits the flow
+    (the VAE's weights are those of the committed run: the fit comes after training),
+    evaluate scores it as the sampler; without the flow, evaluate says what to set."""
+    repo = copy_repo(tiny_pipeline[0], tmp_path / "repo")
+    before = read_metrics(repo / "metrics" / "cartoon.json")
+    failed = dvc(["exp", "run", "-S", "sampler.kind=flow", "evaluate@cartoon"], repo,
+                 check=False)
+    assert failed.returncode != 0
+    assert ("error: this model has no learned prior for sampler 'flow'; retrain it with "
+            "sampler.flow_levels above 0") in failed.stdout + failed.stderr
+    out = dvc(["exp", "run", "-S", "sampler.kind=flow", "-S", "sampler.flow_levels=1",
+               "evaluate@cartoon"], repo)
+    assert stages_run(out.stdout) == {"train@cartoon", "evaluate@cartoon"}
+    assert re.search(r"learned prior over all \(\d+ dims\): held-out NLL",
+                     out.stdout + out.stderr)
+    after = read_metrics(repo / "metrics" / "cartoon.json")
+    assert after["sampler"] == "flow" and after["swd"] == after["swd_flow"] > 0
+    assert after["fd"] == after["fd_flow"] > 0
+    assert after["mse"] == before["mse"] and after["swd_gmm"] == before["swd_gmm"]

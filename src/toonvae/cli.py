@@ -24,7 +24,9 @@ def cmd_info(args) -> None:
     info = {"model": str(args.model), "config": blob["config"],
             "parameters": count_parameters(model), "train": blob.get("train"),
             "data": blob.get("data"),
-            "samplers": ["prior"] + (["gmm"] if model.gmm is not None else []),
+            "samplers": ["prior"] + (["gmm"] if model.gmm is not None else [])
+            + (["flow"] if model.flow is not None else []),
+            "learned_prior": blob.get("flow_fit"),
             "default_sampler": choose_sampler("auto", model)}
     metrics = Path(args.model).parent.parent / "metrics" / f"{Path(args.model).name}.json"
     if metrics.is_file():
@@ -106,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale of the latent noise (default 1)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
-                   help="prior N(0, I) or the fitted mixture (default: the one the evaluate "
-                   "stage scores, sampler.kind auto: the prior for hvae, else the mixture)")
+                   help="prior N(0, I), the fitted mixture, or the prior with its top levels "
+                   "from the fitted flow (default: the one the evaluate stage scores, "
+                   "sampler.kind auto: the prior for hvae, else the mixture)")
     p.add_argument("--format", choices=("grid", "individual"), default="grid",
                    help="one grid PNG, or a folder with one PNG per image")
     p.add_argument("--columns", type=int, default=8, help="grid columns (default 8)")

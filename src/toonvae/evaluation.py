@@ -70,14 +70,15 @@ def sample_quality(model: LatentVAE, test: np.ndarray, train: np.ndarray, cfg, s
     """Each sampler's samples against test images (swd_<sampler>, fd_<sampler>, ...), the
     train-vs-test floor of each metric (swd_floor, fd_floor, ...), and the chosen sampler's
     under the plain names (swd, fd, ...); fid."""
+    model.require_sampler(sampler)  # before any work: the sampler scored must exist
     n = min(len(test), len(train), cfg.swd_images)
     real = to_float(test[:n])
     score = SampleScores(real, seed, cfg.batch_size, device)
     out = {"sampler": sampler, "swd_images": n}
     samples = {}
     for name in SAMPLERS:
-        if name == "gmm" and model.gmm is None:
-            out.update({f"{k}_gmm": None for k in ("swd", *score.LAYOUT)})
+        if (name == "gmm" and model.gmm is None) or (name == "flow" and model.flow is None):
+            out.update({f"{k}_{name}": None for k in ("swd", *score.LAYOUT)})
             continue
         z = model.sample_latents(n, torch.Generator().manual_seed(seed), sampler=name)
         samples[name] = metrics.decode_in_batches(model, z, cfg.batch_size, device)

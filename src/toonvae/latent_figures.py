@@ -63,16 +63,16 @@ def traversal(model: LatentVAE, test: np.ndarray, kl_per_dim: list[float], path:
 
 def temperature(model: LatentVAE, path: Path, n: int, temperatures: tuple[float, ...],
                 seed: int) -> None:
-    """Prior samples at each temperature, then the mixture sampler's, same seed per row."""
+    """Prior samples at each temperature, then the mixture sampler's and the learned
+    prior's (where the model has them), same seed per row."""
     rows, labels = [], []
-    for temp in temperatures:
-        rows.append(model.sample(n, torch.Generator().manual_seed(seed), temp).float().cpu())
-        labels.append(f"prior, T={temp:g}")
-    if model.gmm is not None:
+    samplers = ["prior"] + [name for name, fitted in (("gmm", model.gmm), ("flow", model.flow))
+                            if fitted is not None]
+    for sampler in samplers:
         for temp in temperatures:
             rows.append(model.sample(n, torch.Generator().manual_seed(seed), temp,
-                                     sampler="gmm").float().cpu())
-            labels.append(f"gmm, T={temp:g}")
+                                     sampler=sampler).float().cpu())
+            labels.append(f"{sampler}, T={temp:g}")
     labelled_rows(rows, labels, path)
 
 

@@ -15,10 +15,12 @@ from toonvae.archs import ModelConfig, build
 from toonvae.archs.base import LatentVAE
 from toonvae.errors import ToonvaeError
 from toonvae.files import atomic_path
+from toonvae.flow import FlowPrior
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """The VAE's parameters: a learned prior fitted after training (``flow``) is not one."""
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("flow."))
 
 
 @torch.no_grad()
@@ -36,11 +38,16 @@ FORMAT_VERSION = 1
 
 def save_model(model: LatentVAE, path, extra: dict | None = None) -> None:
     """Weights plus the config that rebuilds them, written via a temp file and a rename."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()
+             if not k.startswith("flow.")}  # the learned prior goes under its own key
     blob = {"format": FORMAT_VERSION, "config": model.cfg.to_dict(), "state_dict": state,
             **(extra or {})}
     if model.gmm is not None:
         blob["gmm"] = {k: v.detach().cpu() for k, v in model.gmm.items()}
+    if model.flow is not None:
+        blob["flow"] = {"config": model.flow.config(),
+                        "state_dict": {k: v.detach().cpu()
+                                       for k, v in model.flow.state_dict().items()}}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
 
@@ -71,7 +78,24 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[LatentVAE, dic
         raise ToonvaeError(f"{path}: weights do not match the architecture in the file "
                            f"({str(exc).splitlines()[0]}); retrain it") from None
     model.gmm = _checked_gmm(blob.get("gmm"), model.cfg.latent_dim, path)
+    if blob.get("flow") is not None:
+        model.flow = _checked_flow(blob["flow"], model.cfg.latent_dim, path)
     return model.to(device).eval(), blob
+
+
+def _checked_flow(saved, latent_dim: int, path) -> FlowPrior:
+    try:
+        cfg = saved["config"]
+        flow = FlowPrior(int(cfg["dim"]), int(cfg["layers"]), int(cfg["hidden"]),
+                         int(cfg["mask_seed"]))
+        flow.load_state_dict(saved["state_dict"])
+        ok = flow.dim <= latent_dim
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        ok = False
+    if not ok:
+        raise ToonvaeError(f"{path}: its learned prior (flow) does not fit latent_dim "
+                           f"{latent_dim}; retrain it")
+    return flow.eval()
 
 
 def _checked_gmm(gmm, latent_dim: int, path) -> dict[str, torch.Tensor] | None:

@@ -201,10 +201,18 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class SamplerParams:
     # prior: z ~ N(0, I); gmm: a Gaussian mixture fitted to the training posterior means;
-    # auto: the prior for hvae (its learned hierarchical prior), the mixture for the others.
+    # flow: the prior with its top flow_levels levels drawn from a normalizing flow fitted
+    # to posterior draws; auto: the prior for hvae (its learned hierarchical prior), the
+    # mixture for the others.
     kind: str = field(default="auto", metadata=_one_of("auto", *SAMPLERS))
     # Components of the mixture fitted after training.
     gmm_components: int = field(default=10, metadata=_range(1, 1000))
+    # Latent levels, from the top, that the flow fitted after training covers (hvae: 1 is
+    # 4x4, 2 is 4x4 and 8x8; a flat latent has 1 level); 0: no flow, no sampler flow. Off
+    # by default: the fit costs minutes a dataset on a 2-core CPU (docs: Samplers).
+    flow_levels: int = field(default=0, metadata=_range(0, 16))
+    # Optimizer steps of the flow's fit (it keeps its best held-out step).
+    flow_steps: int = field(default=1500, metadata=_range(0, 1_000_000))
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from toonvae.data import PreparedData, batches, to_float
+from toonvae.data import PreparedData, to_float
 from toonvae.evaluation import SampleScores, floor_rows
 from toonvae.flow import fit_flow
 from toonvae.metrics import decode_in_batches
-from toonvae.sampler import posterior_means
+from toonvae.sampler import posterior_draws, posterior_means
 from toonvae.swd import SlicedWasserstein
 
 
@@ -37,21 +37,6 @@ def prior_gaps(model, data: PreparedData, cfg, seed: int, device) -> dict[str, f
         name = "all" if i == len(levels) - 1 else ", ".join(lv for lv, _ in levels[:i + 1])
         out[name] = to_test(decode_in_batches(model, z, cfg.batch_size, device))
     return out
-
-
-@torch.inference_mode()
-def posterior_draws(model, images, end: int, draws: int, seed: int, batch_size: int,
-                    device) -> torch.Tensor:
-    """``draws`` posterior samples per image of the first ``end`` latent coordinates (the
-    top levels' standardised noise), (len(images) * draws) x end on the CPU."""
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for xb in batches(images, batch_size):
-        noise = torch.randn(draws, len(xb), model.cfg.latent_dim, generator=generator)
-        _, eps, _, _ = model.posterior(to_float(xb, device), noise.to(device))
-        out.append(eps[..., :end].reshape(-1, end).float().cpu())
-    return torch.cat(out)
 
 
 def learned_prior_swd(model, data: PreparedData, cfg, seed: int, device, depths: list[int],

@@ -20,8 +20,9 @@ from toonvae.errors import ToonvaeError, report_errors
 # The order of the keys in each file, which is dvc exp show's column order: what a
 # comparison reads first, then the rest of the scores, then counts and settings.
 ORDER = ("mse", "elbo_bpd", "iwae_bpd", "swd", "swd_floor", "fd", "fd_floor", "precision",
-         "recall", "psnr", "ssim", "kl", "active_units", "swd_prior", "swd_gmm",
-         *(f"{k}_{s}" for k in ("fd", "kid", "precision", "recall") for s in ("prior", "gmm")),
+         "recall", "psnr", "ssim", "kl", "active_units", "swd_prior", "swd_gmm", "swd_flow",
+         *(f"{k}_{s}" for k in ("fd", "kid", "precision", "recall")
+           for s in ("prior", "gmm", "flow")),
          "kid", "kid_floor", "precision_floor", "recall_floor", "fid", "attr_probe_acc",
          "attr_recon_acc",
          "attr_orig_acc", "attr_chance_acc", "sampler", "n_test", "iwae_k", "iwae_images",
@@ -78,7 +79,7 @@ def results_table(metrics_dir: Path) -> str:
 # Compared by --compare, and which way is better.
 LOWER_IS_BETTER = {"mse": True, "elbo_bpd": True, "iwae_bpd": True, "swd": True, "psnr": False,
                    "ssim": False, "kl": None, "active_units": None, "swd_prior": True,
-                   "swd_gmm": True, "fd": True, "precision": False, "recall": False,
+                   "swd_gmm": True, "swd_flow": True, "fd": True, "precision": False, "recall": False,
                    "attr_probe_acc": False, "attr_recon_acc": False}
 SPREAD = Path("experiments/spread.json")  # toonvae.spread's file of seed-to-seed spreads
 # A difference of two runs has sqrt(2) times one run's spread; within two of its standard

@@ -29,6 +29,22 @@ def posterior_means(model, images: np.ndarray, batch_size: int, device,
             else np.zeros((0, model.cfg.latent_dim), np.float32))
 
 
+@torch.inference_mode()
+def posterior_draws(model, images, end: int, draws: int, seed: int, batch_size: int,
+                    device, index: np.ndarray | None = None) -> torch.Tensor:
+    """``draws`` posterior samples per image (or per row of ``index``) of the first ``end``
+    latent coordinates (the top levels' standardised noise), (images * draws) x end on the
+    CPU: what the learned prior (``toonvae.flow``) is fitted to."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for xb in batches(images, batch_size, index=index):
+        noise = torch.randn(draws, len(xb), model.cfg.latent_dim, generator=generator)
+        _, eps, _, _ = model.posterior(to_float(xb, device), noise.to(device))
+        out.append(eps[..., :end].reshape(-1, end).float().cpu())
+    return torch.cat(out)
+
+
 def subset(n: int, limit: int, seed: int) -> np.ndarray | None:
     """Sorted indices of a seeded random ``limit`` of ``n`` rows; None when n <= limit (all)."""
     return None if n <= limit else seeded_rows(n, limit, [seed, n, limit])

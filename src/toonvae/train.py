@@ -25,7 +25,8 @@ from toonvae.params import SAME_RUN, TrainParams
 from toonvae.progress import Parts, log, progress
 from toonvae.runtime import (autocast, pick_device, resolve_precision, set_determinism,
                              use_channels_last)
-from toonvae.sampler import fit_gmm, posterior_means, subset
+from toonvae.flow import fit_flow
+from toonvae.sampler import fit_gmm, posterior_draws, posterior_means, subset
 
 # train.batch_size: auto, per device type. The CPU runs at the same speed per image from
 # batch 32 to 128 (benchmarks/train_bench.py), so it keeps the batch each arch's recipe was
@@ -39,6 +40,8 @@ DEVICE_DATA_FRACTION = 0.5  # put a split in GPU memory when it takes at most th
 # mixture on the posterior means of at most GMM_IMAGES training images (a seeded subset).
 LOG_SCALE_IMAGES = 500
 GMM_IMAGES = 10_000
+FLOW_IMAGES = 10_000  # the learned prior is fitted to FLOW_DRAWS posterior draws of each
+FLOW_DRAWS = 4  # of at most this many training images, early-stopped on the validation set's
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class TrainConfig(TrainParams):
     seed: int = 0
     gmm_components: int = field(default=10, metadata=SAME_RUN)  # of the mixture fitted to
     # posterior means after training; the training loop (what a checkpoint holds) is the same
+    flow_levels: int = field(default=0, metadata=SAME_RUN)  # of the learned prior fitted
+    flow_steps: int = field(default=1500, metadata=SAME_RUN)  # after training (toonvae.flow)
     numerics: str = "portable"  # runtime.numerics (toonvae.numerics)
 
     @classmethod
@@ -58,6 +63,7 @@ class TrainConfig(TrainParams):
         """From a ``toonvae.params.Params``."""
         train = {f.name: getattr(p.train, f.name) for f in dataclasses.fields(p.train)}
         return cls(**train, seed=p.seed, gmm_components=p.sampler.gmm_components,
+                   flow_levels=p.sampler.flow_levels, flow_steps=p.sampler.flow_steps,
                    numerics=p.runtime.numerics)
 
     def run_settings(self) -> dict:
@@ -501,11 +507,12 @@ def _train(data_dir, model_path, curves_dir, model_cfg: ModelConfig, cfg: TrainC
     if world.main:  # rank 0 finishes the model alone
         if state.ema is not None:
             model.load_state_dict(state.ema.module.state_dict())
-        _finish(model, train_set, val_set, cfg, device, parts)
+        result["flow_fit"] = _finish(model, train_set, val_set, cfg, device, parts)
         with parts("save"):
             save_model(model, model_path, extra={"train": cfg.model_file_record(),
                                                  "data": data.manifest["counts"],
-                                                 "platform": record})
+                                                 "platform": record,
+                                                 "flow_fit": result["flow_fit"]})
             if ckpt:
                 ckpt.remove()
     return result
@@ -531,8 +538,10 @@ def new_state(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
         precision=cfg.precision, channels_last=channels_last)
 
 
-def _finish(model: LatentVAE, train_set, val_set, cfg: TrainConfig, device, parts) -> None:
-    """After the last epoch: the likelihood's scale, then the latent mixture."""
+def _finish(model: LatentVAE, train_set, val_set, cfg: TrainConfig, device,
+            parts) -> dict | None:
+    """After the last epoch: the likelihood's scale, the latent mixture, then the learned
+    prior over the top ``flow_levels`` levels (its fit's held-out NLL, or None)."""
     with parts("log-scale fit"):
         fit_log_scale(model, val_set if len(val_set) else train_set, cfg.batch_size, device)
     with parts("posterior means"):
@@ -540,6 +549,23 @@ def _finish(model: LatentVAE, train_set, val_set, cfg: TrainConfig, device, part
         means = posterior_means(model, train_set, cfg.batch_size, device, index=index)
     with parts("mixture fit"):
         model.gmm = fit_gmm(means, cfg.gmm_components, cfg.seed, device)
+    if not cfg.flow_levels:
+        return None
+    with parts("flow fit"):
+        levels = model.latent_levels()[:cfg.flow_levels]  # a flat latent has one
+        end = levels[-1][1]
+        index = subset(len(train_set), FLOW_IMAGES, cfg.seed)
+        fit = posterior_draws(model, train_set, end, FLOW_DRAWS, cfg.seed, cfg.batch_size,
+                              device, index=index)
+        held = posterior_draws(model, val_set if len(val_set) else train_set, end, FLOW_DRAWS,
+                               cfg.seed + 1, cfg.batch_size, device)
+        flow, nll = fit_flow(fit, held, cfg.seed, device, steps=cfg.flow_steps)
+        model.flow = flow.to(device)
+    names = ", ".join(name for name, _ in levels)
+    log(f"learned prior over {names} ({end} dims): held-out NLL {nll['flow_nll']:.3f} "
+        f"nats/dim against N(0, I)'s {nll['prior_nll']:.3f}, kept from step "
+        f"{nll['flow_step']} of {cfg.flow_steps}")
+    return {"levels": names, "dims": end, **nll}
 
 
 def _log_epoch(live, entry: dict) -> None:

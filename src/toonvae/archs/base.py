@@ -35,6 +35,9 @@ class LatentVAE(nn.Module):
         # The Gaussian mixture over posterior means (see toonvae.sampler), fitted after
         # training and kept beside the weights: plain tensors, not parameters.
         self.gmm: dict[str, torch.Tensor] | None = None
+        # The learned prior over the top latent levels' ε (toonvae.flow), fitted after
+        # training; a submodule once set (it moves with the model), saved beside the weights.
+        self.flow = None
 
     @torch.inference_mode()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,17 +54,29 @@ class LatentVAE(nn.Module):
             rows.append(("encoder", block.label, tuple(h.shape[1:])))
         return rows, h
 
-    def sample_latents(self, n: int, generator: torch.Generator | None = None,
-                       temperature: float = 1.0, sampler: str = "prior") -> torch.Tensor:
-        """``n`` latents (on the CPU) from the prior or from the fitted mixture."""
+    def require_sampler(self, sampler: str) -> None:
+        """Raise, in one line, unless this model can draw from ``sampler``."""
         if sampler not in SAMPLERS:
             raise ToonvaeError(f"sampler {sampler!r} is not allowed; expected one of "
                                + ", ".join(SAMPLERS))
         if sampler == "gmm" and self.gmm is None:
             raise ToonvaeError("this model has no fitted mixture for sampler 'gmm'; "
                                "retrain it or use sampler 'prior'")
-        return sample_latents(n, self.cfg.latent_dim, generator, temperature,
-                              self.gmm if sampler == "gmm" else None)
+        if sampler == "flow" and self.flow is None:
+            raise ToonvaeError("this model has no learned prior for sampler 'flow'; retrain "
+                               "it with sampler.flow_levels above 0 or use sampler 'prior'")
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None,
+                       temperature: float = 1.0, sampler: str = "prior") -> torch.Tensor:
+        """``n`` latents (on the CPU) from the prior, the fitted mixture, or the prior with
+        its top levels from the learned flow (the prior's draws below, then the flow's, from
+        the same generator)."""
+        self.require_sampler(sampler)
+        z = sample_latents(n, self.cfg.latent_dim, generator, temperature,
+                           self.gmm if sampler == "gmm" else None)
+        if sampler == "flow":
+            z[:, :self.flow.dim] = self.flow.sample(n, generator, temperature)
+        return z
 
     def latent_levels(self) -> list[tuple[str, int]]:
         """(name, end offset) of each level of the latent, top first: one for a flat latent."""

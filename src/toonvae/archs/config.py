@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_CHANNELS = (16, 32, 64, 128)  # model.channels: encoder widths, one per stride-2 stage
-SAMPLERS = ("prior", "gmm")  # where samples come from (toonvae.sampler draws them)
+SAMPLERS = ("prior", "gmm", "flow")  # where samples come from (toonvae.sampler draws them)
 
 
 @dataclass(frozen=True)
