@@ -132,14 +132,15 @@ def test_the_seed_summary_and_flow_tables_give_mean_and_sd_over_seeds():
     rows = [row(0, 30.0, 20.0), row(1, 40.0, 22.0), row(2, 35.0, 24.0), row(0, 50.0, 20.0, "resnet")]
     summary = seed_summary(rows).splitlines()
     assert summary[0].startswith("| dataset | arch | sampler | seeds | mse |")
-    hvae = [line for line in summary if line.startswith("| anime | hvae |")]
+    hvae = [line for line in summary if line.startswith("| anime | hvae, 5 epochs |")]
     assert [line.split(" | ")[2] for line in hvae] == ["prior", "gmm", "flow: 4x4",
                                                        "train vs test (the floor)"]
-    assert hvae[0] == ("| anime | hvae | prior | 3 | 0.00500 ± 0.00000 | 24.00 ± 1.00 "
+    assert hvae[0] == ("| anime | hvae, 5 epochs | prior | 3 | 0.00500 ± 0.00000 | 24.00 ± 1.00 "
                        "| 6.000 ± 0.000 | 3.50x ± 0.50 | 7.00x ± 1.00 | 0.10 ± 0.10 "
                        "| 0.20 ± 0.00 | 101 ± 1 | 1,000 |")
     assert "| flow: 4x4 | 3 |" in hvae[2] and "| 2.20x ± 0.20 | 3.00x ± 0.00 |" in hvae[2]
-    assert sum(line.startswith("| anime | resnet | ") for line in summary) == 4
+    resnet = [line for line in summary if line.startswith("| anime | resnet, 5 epochs | ")]
+    assert len(resnet) == 4 and "| prior | 1 | 0.00500 | 23.00 |" in resnet[0]  # one seed: no sd
     assert "| 30.0 (3.00x) | 20.0 (2.00x) | 20.0 (2.00x) | 1.000 / 1.400 |" in flow_table(rows[:3])
 
 

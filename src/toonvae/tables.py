@@ -155,9 +155,12 @@ def _drop(ours, theirs) -> str:
     return f"{100 * (1 - ours / theirs):.0f}%"
 
 
-def family(arch: str) -> str:
-    """An arch spec without its seed: the rows of one setting trained with other seeds."""
-    return "+".join(part for part in arch.split("+") if not part.startswith("seed="))
+def family(row: dict) -> str:
+    """A row's setting without its seed: the arch spec less ``seed=`` and ``epochs=``, with
+    the epochs it trained (the baseline's come from params.yaml, the others' from the spec),
+    so that the rows of one setting trained with other seeds group together."""
+    parts = [p for p in row["arch"].split("+") if not p.startswith(("seed=", "epochs="))]
+    return f"{'+'.join(parts)}, {row['epochs']} epochs"
 
 
 def sampler_scores(row: dict) -> dict[str, dict]:
@@ -183,15 +186,17 @@ def seed_summary(rows: list[dict]) -> str:
         values = [v for v in values if v is not None]
         if not values:
             return "–"
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.{digits}f}{unit} ± {sd:.{digits}f}"
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}{unit}"
+        return (f"{statistics.mean(values):.{digits}f}{unit} ± "
+                f"{statistics.stdev(values):.{digits}f}")
 
     lines = ["| dataset | arch | sampler | seeds | mse | psnr (dB) | iwae (bits/dim) | swd "
              "(x floor) | fd (x floor) | precision | recall | train s | parameters |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        for arch in dict.fromkeys(family(r["arch"]) for r in rows if r["dataset"] == dataset):
-            here = [r for r in rows if r["dataset"] == dataset and family(r["arch"]) == arch]
+        for arch in dict.fromkeys(family(r) for r in rows if r["dataset"] == dataset):
+            here = [r for r in rows if r["dataset"] == dataset and family(r) == arch]
             model = [cell([r["mse"] for r in here], 5), cell([r["psnr"] for r in here]),
                      cell([r["iwae_bpd"] for r in here], 3)]
             cost = [cell([r["train_s"] for r in here], 0),
