@@ -9,7 +9,7 @@ dict is torch's: a checkpoint moves between the two (tests check both).
 The square root: torch's CPU ``sqrt`` goes through MKL's vector maths (VML, "high
 accuracy": within an ulp, not correctly rounded), and MKL picks its code by CPU vendor,
 which no MKL_CBWR setting pins. So the same step gave other bits on an AMD EPYC than on
-the Intel Xeon that made the committed results, while every gradient agreed. ``sqrt``
+the Intel Xeon that made the results before, while every gradient agreed. ``sqrt``
 below is the CPU's square-root instruction (through numpy), which IEEE 754 makes
 correctly rounded on every CPU.
 ``make_optimizer`` keeps torch's fused kernel on CUDA, where one launch per step matters
