@@ -26,7 +26,6 @@ from toonvae.errors import ToonvaeError
 
 FEATURES = 1280
 INPUT_SIZE = 224
-WEIGHTS_SHA256 = "57934424"  # the file name's digest prefix, as torch.hub names files
 # (expansion, stride) of each of the 16 blocks; kernel sizes and widths come from the weights.
 BLOCKS = [(1, 1), (6, 2), (6, 1), (6, 2), (6, 1), (6, 2), (6, 1), (6, 1), (6, 1), (6, 1),
           (6, 1), (6, 2), (6, 1), (6, 1), (6, 1), (6, 1)]
